@@ -1,0 +1,244 @@
+"""The model configuration: one dataclass, presets, and file / command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neurolang.neurons import NeuronSpec
+
+ENCODINGS = ("repeat", "heaviside")
+NORMS = ("layer", "batch")
+
+
+class ConfigError(ValueError):
+    """A configuration value or file a user gave is wrong."""
+
+
+@dataclass(frozen=True)
+class SpikformerConfig:
+    """A Spikformer for language (SpikeBERT), every choice explicit.
+
+    Attributes:
+        vocab_size: token vocabulary (the teacher's tokenizer).
+        hidden_size: width D of the token stream.
+        depth: number of blocks (spiking self-attention + MLP).
+        num_heads: attention heads; ``hidden_size`` must divide evenly.
+        mlp_ratio: MLP hidden width is ``mlp_ratio * hidden_size``.
+        time_steps: simulation steps T; the encoded input is repeated at every step.
+        num_labels: classes of the classification head.
+        max_length: longest sequence (sizes the position embedding, if any).
+        position_embedding: add a learned position embedding (SpikeBERT has none).
+        encoding: ``"repeat"`` feeds the real-valued embedding at every step; ``"heaviside"``
+            spikes it first, ``H(e > 0)`` with the neuron's surrogate (SpikeBERT).
+        norm: ``"layer"`` (SpikeBERT) or ``"batch"`` (foldable into the preceding Linear).
+        attention_scale: the factor of ``(Q K^T) V`` (SpikeBERT: 0.125); no softmax.
+        padding_mask: padded tokens are neither attended to nor pooled (SpikeBERT: neither).
+        neuron: every population but the attention neuron.
+        attention_neuron: the neuron after ``(Q K^T) V`` (SpikeBERT's code: threshold 0.5).
+        representation_taps: build SpikeBERT's per-block distillation projections ``rep_i``.
+        initializer_range: std of the normal init of Linear and Embedding weights.
+        norm_eps: epsilon of the norms.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    depth: int = 12
+    num_heads: int = 8
+    mlp_ratio: int = 4
+    time_steps: int = 4
+    num_labels: int = 2
+    max_length: int = 128
+    position_embedding: bool = False
+    encoding: str = "heaviside"
+    norm: str = "layer"
+    attention_scale: float = 0.125
+    padding_mask: bool = True
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    attention_neuron: NeuronSpec = field(default_factory=lambda: NeuronSpec(v_threshold=0.5))
+    representation_taps: bool = True
+    initializer_range: float = 0.02
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        positive = ("vocab_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
+                    "time_steps", "num_labels", "max_length")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        for name in ("neuron", "attention_neuron"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, _neuron_from_dict(value, name))
+            elif not isinstance(value, NeuronSpec):
+                raise ConfigError(f"{name} must be a NeuronSpec or a table, got {value!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def mlp_hidden_size(self) -> int:
+        return self.mlp_ratio * self.hidden_size
+
+    # ---- serialisation -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpikformerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> SpikformerConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no model configuration at {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> SpikformerConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def with_overrides(self, overrides: dict[str, Any]) -> SpikformerConfig:
+        """Apply ``{"depth": 2, "neuron.tau": 10.0}``-style overrides (dotted for neurons)."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            head, _, tail = key.partition(".")
+            if tail:
+                if head not in ("neuron", "attention_neuron"):
+                    raise ConfigError(f"unknown option {key!r}: only neuron.* and "
+                                      "attention_neuron.* take a dotted name")
+                neuron = data[head]
+                if tail not in neuron:
+                    raise ConfigError(f"unknown neuron option {tail!r}; known: {sorted(neuron)}")
+                neuron[tail] = value
+                if tail in ("tau", "beta"):  # the other one is derived again
+                    neuron["beta" if tail == "tau" else "tau"] = None
+            else:
+                if head not in data:
+                    raise ConfigError(f"unknown model option {head!r}; known: {sorted(data)}")
+                data[head] = value
+        return self.from_dict(data)
+
+
+def _neuron_from_dict(data: dict[str, Any], where: str) -> NeuronSpec:
+    known = {f.name for f in dataclasses.fields(NeuronSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {where} option(s) {unknown}; known: {sorted(known)}")
+    try:
+        return NeuronSpec(**data)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"neuron.tau=10"`` -> ``("neuron.tau", 10)``; values are parsed as JSON, else kept."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"an override looks like key=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def load_model_config(path: str | Path) -> SpikformerConfig:
+    """A model configuration from a file: a ``config.json`` (as saved with a model), or a
+    TOML file whose ``[model]`` table holds options, optionally starting from
+    ``preset = "name"``."""
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no configuration file at {path}")
+    if path.suffix == ".json":
+        return SpikformerConfig.load(path)
+    if path.suffix != ".toml":
+        raise ConfigError(f"{path}: configuration files are .toml or .json")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    model = dict(data.get("model", {}))
+    base = preset(model.pop("preset", "small"))
+    flat = {}
+    for key, value in model.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return base.with_overrides(flat)
+
+
+# ---- presets ------------------------------------------------------------------------------
+
+_SPIKEBERT_NEURON = NeuronSpec(tau=2.0, decay_input=True, v_threshold=1.0, reset="zero")
+
+PRESETS: dict[str, SpikformerConfig] = {
+    # SpikeBERT's architecture and neuron dynamics (D 768, depth 12, T 4, tau 2, thresholds 1
+    # and 0.5) with the conventions every backend, NIR and Lava share: ">" at the threshold,
+    # a reset the gradient flows through, the triangle surrogate (Norse has no atan).
+    "spikebert": SpikformerConfig(
+        neuron=_SPIKEBERT_NEURON, attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5)
+    ),
+    # SpikeBERT's reference code to the bit: SpikingJelly's ">=", detached reset, ATan(2).
+    # Only the torch backend computes these exactly; the others refuse them.
+    "spikebert-reference": SpikformerConfig(
+        neuron=_SPIKEBERT_NEURON.replace(
+            threshold_comparison=">=", detach_reset=True, surrogate="atan", surrogate_alpha=2.0
+        ),
+        attention_neuron=_SPIKEBERT_NEURON.replace(
+            v_threshold=0.5, threshold_comparison=">=", detach_reset=True, surrogate="atan",
+            surrogate_alpha=2.0,
+        ),
+        padding_mask=False,
+    ),
+    # A CPU-sized model: trains on 2 cores in minutes.
+    "small": SpikformerConfig(
+        hidden_size=256, depth=4, num_heads=8, mlp_ratio=4, time_steps=4, max_length=64,
+        position_embedding=True, neuron=_SPIKEBERT_NEURON,
+        attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5),
+    ),
+    # For tests and parity checks: depth 2, T 4, tiny width.
+    "tiny": SpikformerConfig(
+        vocab_size=512, hidden_size=32, depth=2, num_heads=4, mlp_ratio=2, time_steps=4,
+        max_length=16, position_embedding=True, neuron=_SPIKEBERT_NEURON,
+        attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5),
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> SpikformerConfig:
+    """A named preset (``spikebert``, ``spikebert-reference``, ``small``, ``tiny``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(overrides) if overrides else PRESETS[name]

@@ -1,0 +1,267 @@
+"""The primitives a spiking language model is built from.
+
+Every primitive is a small ``torch.nn.Module`` that knows no backend and no file format. The
+model is a graph of these (``neurolang.graph.trace``): exporters and simulators walk that
+graph, backends replace only what must differ, the dynamics of :class:`SpikingNeuron`.
+
+Layout: non-neuron layers see the time steps folded into the batch, ``(T*B, L, D)`` with the
+step index major, so one matmul covers all steps; only neurons unfold ``(T, B, L, D)`` and
+step through time. ``mask`` is the padding mask folded the same way, ``(T*B, L)``, 1 for real
+tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neurolang.neurons import NeuronSpec, run_reference
+from neurolang.surrogate import spike
+
+
+class Primitive(nn.Module):
+    """Base class: a leaf of the model graph. ``op`` names what it computes."""
+
+    op: str = "primitive"
+
+
+class TokenEmbedding(Primitive):
+    """``e = E[ids]``: the word-embedding lookup, (B, L) ids -> (B, L, D)."""
+
+    op = "embedding"
+
+    def __init__(self, vocab_size: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, hidden_size))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(input_ids, self.weight)
+
+
+class PositionEmbedding(Primitive):
+    """``e + P[0:L]``: a learned position embedding added to the token embedding."""
+
+    op = "position_embedding"
+
+    def __init__(self, max_length: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_length, hidden_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.weight.shape[0]:
+            raise ValueError(
+                f"sequence of {x.shape[1]} tokens is longer than max_length {self.weight.shape[0]}"
+            )
+        return x + self.weight[: x.shape[1]]
+
+
+class Encode(Primitive):
+    """Direct coding over ``time_steps``: (B, L, D) -> (T*B, L, D), the same input each step.
+
+    With ``encoding="heaviside"`` the input is spiked first, ``H(x)`` with the comparison and
+    surrogate of ``spec`` (SpikeBERT's binary encoder input).
+    """
+
+    op = "encode"
+
+    def __init__(self, time_steps: int, encoding: str, spec: NeuronSpec):
+        super().__init__()
+        self.time_steps, self.encoding, self.spec = time_steps, encoding, spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.encoding == "heaviside":
+            s = self.spec
+            x = spike(x, s.surrogate, s.surrogate_alpha, s.threshold_comparison)
+        return x.unsqueeze(0).expand(self.time_steps, *x.shape).reshape(-1, *x.shape[1:])
+
+
+class Linear(Primitive):
+    """``y = x W^T + b`` applied to every token at every step (one weight matrix)."""
+
+    op = "linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+class Norm(Primitive):
+    """Per-feature normalisation of each token: LayerNorm or BatchNorm.
+
+    ``kind="layer"``: ``y = (x - mean_D x) / sqrt(var_D x + eps) * weight + bias`` per token.
+    ``kind="batch"``: ``y = (x - mu) / sqrt(sigma^2 + eps) * weight + bias`` with per-feature
+    statistics over the real (unmasked) tokens of all steps in training, and the running
+    estimates (momentum 0.1, unbiased variance) in evaluation, where it is an affine map that
+    folds into the preceding :class:`Linear`.
+    """
+
+    op = "norm"
+
+    def __init__(self, kind: str, features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.kind, self.features, self.eps, self.momentum = kind, features, eps, momentum
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        if kind == "batch":
+            self.register_buffer("running_mean", torch.zeros(features))
+            self.register_buffer("running_var", torch.ones(features))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layer":
+            return nn.functional.layer_norm(x, (self.features,), self.weight, self.bias, self.eps)
+        if self.training:
+            real = mask.reshape(-1).bool()
+            tokens = x.reshape(-1, self.features)[real]
+            mean = tokens.mean(0)
+            var = tokens.var(0, unbiased=False)
+            with torch.no_grad():
+                n = tokens.shape[0]
+                unbiased = var * n / max(n - 1, 1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation-mode BatchNorm as ``y = x * scale + shift``."""
+        if self.kind != "batch":
+            raise ValueError("only a BatchNorm is an affine map per feature")
+        scale = self.weight / torch.sqrt(self.running_var + self.eps)
+        return scale, self.bias - self.running_mean * scale
+
+
+class SpikingNeuron(Primitive):
+    """A population of spiking neurons: (T*B, ...) input currents -> (T*B, ...) spikes.
+
+    ``spec`` defines what it computes (``neurolang.neurons``). ``dynamics`` runs the
+    population over the unfolded (T, B, ...) input; by default the reference step function of
+    the kind, replaced by a backend's lowering (``neurolang.compile``). Neuron parameters that
+    are learned live here, never in ``dynamics``, so every backend shares one ``state_dict``.
+    """
+
+    op = "neuron"
+
+    def __init__(self, spec: NeuronSpec, time_steps: int):
+        super().__init__()
+        self.spec, self.time_steps = spec, time_steps
+        self.set_dynamics(ReferenceDynamics(spec))
+
+    @property
+    def dynamics(self) -> nn.Module:
+        return self.__dict__["_dynamics"]
+
+    def set_dynamics(self, dynamics: nn.Module) -> None:
+        """Install a lowering. It is kept out of ``state_dict`` and ``.to()``: dynamics hold
+        no learned state and follow the dtype and device of their input."""
+        object.__setattr__(self, "_dynamics", dynamics)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_seq = x.reshape(self.time_steps, -1, *x.shape[1:])
+        return self.dynamics(x_seq).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.spec}, dynamics={type(self.dynamics).__name__}"
+
+
+class ReferenceDynamics(nn.Module):
+    """The reference step function of ``spec.kind`` looped over time (no backend)."""
+
+    def __init__(self, spec: NeuronSpec):
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return run_reference(x_seq, self.spec)
+
+
+class SpikingAttentionProduct(Primitive):
+    """SpikeBERT's attention without softmax: ``Y = (Q K^T) V * scale`` per head.
+
+    Q, K, V are (T*B, L, D) spikes, split into ``num_heads`` heads of D / num_heads. Padded
+    keys and values (``mask == 0``) are zeroed, so a token attends to real tokens only. With
+    binary spikes every product is an integer count and the result is exact in either
+    association; ``Q (K^T V)`` is used when it is cheaper (L > D / heads).
+    """
+
+    op = "attention_product"
+
+    def __init__(self, num_heads: int, scale: float, masked: bool):
+        super().__init__()
+        self.num_heads, self.scale, self.masked = num_heads, scale, masked
+
+    def forward(self, q, k, v, mask: torch.Tensor) -> torch.Tensor:
+        tb, length, width = q.shape
+        heads = self.num_heads
+
+        def split(x):
+            return x.reshape(tb, length, heads, width // heads).transpose(1, 2)
+
+        q, k, v = split(q), split(k), split(v)
+        if self.masked:
+            keep = mask.to(k.dtype)[:, None, :, None]
+            k, v = k * keep, v * keep
+        if length > width // heads:
+            y = q @ (k.transpose(-2, -1) @ v)
+        else:
+            y = (q @ k.transpose(-2, -1)) @ v
+        return (y * self.scale).transpose(1, 2).reshape(tb, length, width)
+
+
+class TokenMean(Primitive):
+    """Mean over tokens: (T*B, L, D) -> (T*B, D); over real tokens only if ``masked``."""
+
+    op = "token_mean"
+
+    def __init__(self, masked: bool):
+        super().__init__()
+        self.masked = masked
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.masked:
+            return x.mean(1)
+        weights = mask.to(x.dtype).unsqueeze(-1)
+        return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+class TimeMean(Primitive):
+    """Mean over time steps: (T*B, ...) -> (B, ...)."""
+
+    op = "time_mean"
+
+    def __init__(self, time_steps: int):
+        super().__init__()
+        self.time_steps = time_steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.time_steps, -1, *x.shape[1:]).mean(0)
+
+
+class RepresentationTap(Primitive):
+    """SpikeBERT's distillation tap after a block: ``LN(W mean_T(x) + b)``, (B, L, D).
+
+    Used by the distillation losses only; it is not on the path to the logits.
+    """
+
+    op = "representation_tap"
+
+    def __init__(self, time_steps: int, hidden_size: int, eps: float):
+        super().__init__()
+        self.time_mean = TimeMean(time_steps)
+        self.linear = Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.linear(self.time_mean(x)))
+
+
+def fold_mask(attention_mask: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """(B, L) padding mask -> (T*B, L), matching the folded layout."""
+    return attention_mask.unsqueeze(0).expand(time_steps, *attention_mask.shape).reshape(
+        -1, attention_mask.shape[-1]
+    )
