@@ -25,7 +25,13 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from neurolang.data.errors import DataError
-from neurolang.data.files import infer_format, read_table, read_text, resolve_data_dir
+from neurolang.data.files import (
+    ENV_DATA_DIR,
+    infer_format,
+    read_table,
+    read_text,
+    resolve_data_dir,
+)
 from neurolang.data.tasks import (
     HUB_ALIASES,
     SPLITS,
@@ -129,6 +135,8 @@ def load_task(
             chnsenticorp_htl_all, files with ``validation_fraction``); default: the spec's.
     """
     if isinstance(task, str) and task.strip().lower() in HUB_ALIASES:
+        if options:
+            raise DataError(f"{task!r} is a named task; it takes no options {sorted(options)}")
         spec = TASKS[HUB_ALIASES[task.strip().lower()]]
         assert spec.hub is not None
         return _load_hub_source(spec.hub, spec.label_names)
@@ -178,7 +186,9 @@ def local_task(
         header: whether tsv/csv files start with a header row.
         validation_fraction: carve a seeded, stratified ``validation`` split out of ``train``.
         seed: seed of that split.
-        metrics / selection_metric: default ``accuracy`` (plus ``f1`` for two classes).
+        metrics / selection_metric: default ``accuracy`` plus ``f1`` when two classes are
+            declared (``label_names`` / ``num_labels``), else plus ``macro_f1``; selection on
+            the first metric.
     """
     split_files = _split_files(files)
     first = split_files[TRAIN][0]
@@ -208,8 +218,13 @@ def local_task(
     )
 
 
-def load_local_files(files: Any, *, seed: int | None = None, **options: Any) -> datasets.DatasetDict:
-    """``load_task(local_task(files, **options))``: your own files as a ``DatasetDict``."""
+def load_local_files(
+    files: Any, *, seed: int | None = None, **options: Any
+) -> datasets.DatasetDict:
+    """Your own files as a ``DatasetDict``: ``local_task(files, **options)``, loaded.
+
+    ``seed`` overrides the seed of a ``validation_fraction`` split.
+    """
     return _load_spec(local_task(files, **options), data_dir=None, seed=seed)
 
 
@@ -261,6 +276,14 @@ def _existing_file(path: str | os.PathLike) -> Path:
 def _load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None) -> datasets.DatasetDict:
     relative = any(not Path(f).is_absolute() for fs in spec.files.values() for f in fs)
     root = resolve_data_dir(data_dir) if relative or spec.dev_ids else Path("/")
+    for files in spec.files.values():
+        for file in files:
+            if not (root / file).is_file():
+                raise DataError(
+                    f"file not found: {str(root / file)!r} (task {spec.name!r}, data directory "
+                    f"{str(root)!r}); pass data_dir= or set {ENV_DATA_DIR} to the folder that "
+                    f"holds {Path(file).parts[0]}/"
+                )
     examples = {split: _read_split(spec, root, files) for split, files in spec.files.items()}
     if spec.dev_ids is not None:
         examples[TRAIN], examples[VALIDATION] = _split_by_ids(spec, root, examples[TRAIN])
@@ -394,9 +417,7 @@ def _convert_labels(
                 key = str(raw).strip()
                 if key not in spec.label_map:
                     allowed = ", ".join(repr(k) for k in spec.label_map)
-                    raise DataError(
-                        f"label {raw!r} at {example.where} is not one of {allowed}"
-                    )
+                    raise DataError(f"label {raw!r} at {example.where} is not one of {allowed}")
                 label = spec.label_map[key]
             elif by_name or (str(raw).strip() in index and _parse_int(raw) is None):
                 label = index[str(raw).strip()]
@@ -474,12 +495,16 @@ def load_hub_task(
     return _load_hub_source(source, tuple(label_names) if label_names else None)
 
 
-def _load_hub_source(source: HubSource, label_names: tuple[str, ...] | None) -> datasets.DatasetDict:
+def _load_hub_source(
+    source: HubSource, label_names: tuple[str, ...] | None
+) -> datasets.DatasetDict:
     shown = source.path + (f" ({source.config})" if source.config else "")
     try:
         raw = datasets.load_dataset(source.path, source.config)
     except (OSError, ValueError) as error:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        offline = bool(getattr(datasets.config, "HF_HUB_OFFLINE", False)) or os.environ.get(
+            "HF_HUB_OFFLINE", ""
+        ).lower() in ("1", "true", "yes", "on")
         hint = (
             " The Hub is switched off here (HF_HUB_OFFLINE is set), so only data sets already in "
             "the Hugging Face cache load."
@@ -569,8 +594,8 @@ def load_unlabelled(
 
     Args:
         sources: one or more of ``wikitext2`` (valid + test; ``= Heading =`` lines and blank
-            lines dropped, ``<unk>`` kept), ``tinyshakespeare`` (each speech cut into chunks of
-            ``lines_per_chunk`` lines), any task name (its sentences, labels dropped; both
+            lines dropped, ``<unk>`` kept), ``tinyshakespeare`` (its non-blank lines joined in chunks
+            of ``lines_per_chunk``), any task name (its sentences, labels dropped; both
             sentences of a pair), or a path to a plain text file (one text per non-blank line).
         max_samples: keep this many texts, drawn by a shuffle seeded with ``seed``; without it
             every text is kept in source order.
@@ -613,7 +638,7 @@ def _unlabelled_texts(
         return texts
     if key == "tinyshakespeare":
         text = read_text(resolve_data_dir(data_dir) / "tinyshakespeare" / "input.txt", "utf-8")
-        return _chunk_paragraphs(text, lines_per_chunk)
+        return _chunk_lines(text, lines_per_chunk)
     if key in TASKS or key in HUB_ALIASES:
         loaded = load_task(key, data_dir=data_dir)
         texts = []
@@ -633,10 +658,9 @@ def _unlabelled_texts(
     )
 
 
-def _chunk_paragraphs(text: str, lines_per_chunk: int) -> list[str]:
-    chunks = []
-    for paragraph in re.split(r"\n\s*\n", text):
-        lines = [line.strip() for line in paragraph.split("\n") if line.strip()]
-        for start in range(0, len(lines), lines_per_chunk):
-            chunks.append(" ".join(lines[start : start + lines_per_chunk]))
-    return chunks
+def _chunk_lines(text: str, lines_per_chunk: int) -> list[str]:
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    return [
+        " ".join(lines[start : start + lines_per_chunk])
+        for start in range(0, len(lines), lines_per_chunk)
+    ]

