@@ -1,22 +1,33 @@
-"""neurolang: spiking language models defined once, compiled to several backends."""
+"""neurolang: spiking language models defined once, compiled to several backends.
 
-from neurolang.backends import BACKENDS, BackendError, compile
-from neurolang.config import ConfigError, SpikformerConfig, preset
-from neurolang.neurons import NEURON_KINDS, NeuronSpec, lif_step
-from neurolang.spikformer import Spikformer
+The top-level names are imported lazily, so that torch-free parts of the package (the Lava
+side, which runs in its own Python 3.10 environment without torch) can import
+``neurolang.<subpackage>`` without pulling in torch.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKENDS",
-    "NEURON_KINDS",
-    "BackendError",
-    "ConfigError",
-    "NeuronSpec",
-    "Spikformer",
-    "SpikformerConfig",
-    "compile",
-    "lif_step",
-    "preset",
-    "__version__",
-]
+_EXPORTS = {
+    "BACKENDS": "neurolang.backends",
+    "BackendError": "neurolang.backends",
+    "compile": "neurolang.backends",
+    "ConfigError": "neurolang.config",
+    "SpikformerConfig": "neurolang.config",
+    "preset": "neurolang.config",
+    "NEURON_KINDS": "neurolang.neurons",
+    "NeuronSpec": "neurolang.neurons",
+    "lif_step": "neurolang.neurons",
+    "Spikformer": "neurolang.spikformer",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'neurolang' has no attribute {name!r}")
