@@ -90,6 +90,15 @@ def parity(
         raise typer.Exit(1)
 
 
+def _register_commands() -> None:
+    from neurolang.distill import commands as distill_commands
+
+    distill_commands.register(app, _fail)
+
+
+_register_commands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="neurolang")
 

@@ -1,0 +1,166 @@
+"""The training commands: ``train``, ``predistill``, ``distill``, ``finetune-teacher``,
+``evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+CONFIG_HELP = "Training config (TOML); every option is documented in neurolang/distill/config.py."
+SET_HELP = "Override an option, e.g. --set distill.lr=1e-3 --set model.depth=2 (repeatable)."
+
+
+def _load(config: Path | None, backend: str | None, overrides: list[str]):
+    from neurolang.config import parse_override
+    from neurolang.distill.config import load_train_config
+
+    values = dict(parse_override(o) for o in overrides)
+    if backend is not None:
+        values["run.backend"] = backend
+    cfg = load_train_config(config, values)
+    from neurolang.backends import get_backend
+
+    get_backend(cfg.run.backend)  # unknown or missing backend: fail before any work
+    from neurolang.backends import check
+
+    problems = check(cfg.model, cfg.run.backend)
+    if problems:
+        from neurolang.backends import compile as compile_model
+
+        compile_model(cfg.model, cfg.run.backend)  # raises the one clear error
+    return cfg
+
+
+def _validate_data(cfg) -> None:
+    """Resolve the task and its files before anything is trained."""
+    from neurolang.data import load_task
+
+    load_task(cfg.data.task, data_dir=cfg.data.data_dir or None)
+
+
+def register(app: typer.Typer, fail) -> None:
+    @app.command()
+    def train(
+        config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+        backend: str = typer.Option(None, help="torch | snntorch | norse (overrides run.backend)."),
+        output: Path = typer.Option(Path("runs/train"), "--output", "-o",
+                                    help="Run folder: one sub-folder per stage."),
+        resume: bool = typer.Option(False, help="Continue unfinished stages from checkpoints."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    ) -> None:
+        """The whole pipeline: fine-tune the teacher (unless given), stage 1, stage 2, evaluate."""
+        from neurolang.distill.stages import train_pipeline
+
+        cfg = _guard(fail, lambda: _load(config, backend, set_))
+        _guard(fail, lambda: _validate_data(cfg))
+        results = _guard(fail, lambda: train_pipeline(cfg, output, resume=resume))
+        _summary(results)
+
+    @app.command()
+    def predistill(
+        config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+        backend: str = typer.Option(None, help="torch | snntorch | norse."),
+        output: Path = typer.Option(Path("runs/predistill"), "--output", "-o"),
+        resume: bool = typer.Option(False, help="Continue from the checkpoint."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    ) -> None:
+        """Stage 1 alone: representations aligned with the pretrained teacher."""
+        from neurolang.distill.stages import predistill as run
+
+        cfg = _guard(fail, lambda: _load(config, backend, set_))
+        results = _guard(fail, lambda: run(cfg, output, resume=resume))
+        typer.echo(json.dumps({k: v for k, v in results.items() if k != "layer_map"}, indent=2))
+
+    @app.command()
+    def distill(
+        teacher: str = typer.Option(..., help="Fine-tuned teacher folder (with a head)."),
+        config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+        stage1: Path = typer.Option(None, help="Stage-1 model folder to start from (strict)."),
+        backend: str = typer.Option(None, help="torch | snntorch | norse."),
+        output: Path = typer.Option(Path("runs/distill"), "--output", "-o"),
+        resume: bool = typer.Option(False, help="Continue from the checkpoint."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    ) -> None:
+        """Stage 2 alone: task distillation from a fine-tuned teacher."""
+        from neurolang.distill.stages import distill as run
+
+        cfg = _guard(fail, lambda: _load(config, backend, set_))
+        _guard(fail, lambda: _validate_data(cfg))
+        results = _guard(fail, lambda: run(cfg, output, teacher, stage1=stage1, resume=resume))
+        typer.echo(json.dumps({"dev": results["dev"], "best_epoch": results["best_epoch"]}))
+
+    @app.command("finetune-teacher")
+    def finetune_teacher_command(
+        task: str = typer.Option("sst2", help="Task name, hub name or file."),
+        teacher: str = typer.Option("default", help="Encoder folder or hub name."),
+        output: Path = typer.Option(Path("runs/teacher"), "--output", "-o"),
+        epochs: int = typer.Option(2), lr: float = typer.Option(5e-5),
+        batch_size: int = typer.Option(32), max_length: int = typer.Option(64),
+        seed: int = typer.Option(0),
+        data_dir: Path = typer.Option(None, help="Data folder (default: $NEUROLANG_DATA_DIR "
+                                                 "or ../shared/data)."),
+    ) -> None:
+        """Fine-tune a BERT/RoBERTa teacher on a task; saves a transformers folder."""
+        from neurolang.distill.teachers import finetune_teacher
+
+        results = _guard(fail, lambda: finetune_teacher(
+            teacher, task, output, epochs=epochs, lr=lr, batch_size=batch_size,
+            max_length=max_length, seed=seed, data_dir=data_dir, overwrite=True))
+        typer.echo(json.dumps({"dev": results["metrics"], "output": str(output)}))
+
+    @app.command()
+    def evaluate(
+        model_dir: Path = typer.Argument(..., help="A neurolang model folder."),
+        task: str = typer.Option("sst2"),
+        backend: str = typer.Option("torch"),
+        max_length: int = typer.Option(128),
+        data_dir: Path = typer.Option(None),
+    ) -> None:
+        """Dev metrics of a trained model folder on any backend."""
+        from transformers import AutoTokenizer
+
+        from neurolang.checkpoint import from_pretrained
+        from neurolang.data import load_task, resolve_task, tokenize
+        from neurolang.distill.stages import evaluate_student
+
+        model = _guard(fail, lambda: from_pretrained(model_dir, backend))
+        tokenizer = _guard(fail, lambda: AutoTokenizer.from_pretrained(str(model_dir)))
+        spec = _guard(fail, lambda: resolve_task(task))
+        data = tokenize(load_task(task, data_dir=data_dir)["validation"], tokenizer,
+                        min(max_length, model.config.max_length))
+        typer.echo(json.dumps(evaluate_student(model, data, tokenizer.pad_token_id,
+                                               list(spec.metrics))))
+
+
+def _guard(fail, thunk):
+    """Run ``thunk``; a user-caused error becomes one line and exit code 2."""
+    from neurolang.checkpoint import CheckpointError
+    from neurolang.config import ConfigError
+    from neurolang.data import DataError
+    from neurolang.distill.teachers import TeacherError
+    from neurolang.distill.trainer import TrainingError
+
+    try:
+        return thunk()
+    except (ConfigError, DataError, TeacherError, CheckpointError, TrainingError, ValueError,
+            FileNotFoundError) as err:
+        fail(str(err))
+
+
+def _summary(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"neurolang train: {results['task']} ({results['backend']} backend)")
+    table.add_column("model")
+    metrics = sorted(results["student"]["dev"])
+    for m in metrics:
+        table.add_column(f"dev {m}", justify="right")
+    table.add_row("teacher", *[f"{results['teacher']['dev'].get(m, float('nan')):.4f}"
+                               for m in metrics])
+    table.add_row("spiking student", *[f"{results['student']['dev'][m]:.4f}" for m in metrics])
+    Console().print(table)
+    for stage, seconds in results["wall_time_s"].items():
+        typer.echo(f"{stage}: {seconds / 60:.1f} min")

@@ -1,0 +1,180 @@
+"""The configuration of a training run: one TOML file, every option documented here.
+
+Sections: ``[model]`` (a :class:`~neurolang.config.SpikformerConfig`, from a preset),
+``[teacher]``, ``[data]``, ``[predistill]``, ``[distill]`` (with ``[distill.icsfd]``) and
+``[run]``. Command-line overrides use dotted names: ``--set distill.lr=1e-3``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from neurolang.config import ConfigError, SpikformerConfig, preset
+from neurolang.distill.trainer import OptimConfig
+
+
+@dataclass
+class TeacherConfig:
+    """``name``: a folder or hub name of a BERT/RoBERTa encoder (``default``: the offline
+    all-MiniLM-L6-v2). Stage 1 distils from it as it is; stage 2 from its fine-tuned version:
+    ``finetuned`` (a folder with a classification head) if given, else the pipeline fine-tunes
+    ``name`` on the task with the settings below."""
+
+    name: str = "default"
+    finetuned: str = ""
+    epochs: int = 2
+    lr: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 64
+
+
+@dataclass
+class DataConfig:
+    """``task``: a named task (``sst2``, ``cola``, ...), a hub name (``glue/sst2``) or a file;
+    ``data_dir``: where the named tasks live (default ``$NEUROLANG_DATA_DIR`` or
+    ``../shared/data``); ``unlabelled``: stage-1 text sources (``wikitext2``,
+    ``tinyshakespeare``, task names); ``max_unlabelled_samples`` caps them (seeded);
+    ``max_train_samples`` caps the task's train split (seeded; 0: all), for quick runs."""
+
+    task: str = "sst2"
+    data_dir: str = ""
+    max_length: int = 64
+    unlabelled: list[str] = field(default_factory=lambda: ["wikitext2", "task"])
+    max_unlabelled_samples: int = 20000
+    max_train_samples: int = 0
+
+
+@dataclass
+class PredistillConfig(OptimConfig):
+    """Stage 1: align block representations (and embeddings) with the pretrained teacher's
+    hidden states. ``rep_weight`` and ``emb_weight`` weigh the losses; ``ignore_layers`` drops
+    the first pairs of the layer map."""
+
+    enabled: bool = True
+    epochs: float = 1.0
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    rep_weight: float = 1.0
+    emb_weight: float = 1.0
+    ignore_layers: int = 0
+
+
+@dataclass
+class IcsfdConfig:
+    """Intra-class similarity-guided feature distillation: ``weight`` (its b) times the loss
+    over the ``k`` nearest same-class teacher features. Its a and T are ``w_ce`` /
+    ``w_logit`` and ``temperature`` of ``[distill]`` (a = w_ce, 1 - a = w_logit)."""
+
+    enabled: bool = False
+    k: int = 3
+    weight: float = 0.01
+
+
+@dataclass
+class DistillConfig(OptimConfig):
+    """Stage 2: ``w_ce * CE + w_logit * T^2 KL(teacher || student) + w_emb * embedding MSE +
+    w_rep * representation MSE [+ ICSFD]`` against the fine-tuned teacher (SpikeBERT's
+    weights: 0.1, 1.0, 0.1, 0.1; temperature 1)."""
+
+    epochs: float = 3.0
+    lr: float = 5e-4
+    weight_decay: float = 5e-3
+    warmup_ratio: float = 0.05
+    w_ce: float = 0.1
+    w_logit: float = 1.0
+    w_emb: float = 0.1
+    w_rep: float = 0.1
+    temperature: float = 1.0
+    ignore_layers: int = 0
+    icsfd: IcsfdConfig = field(default_factory=IcsfdConfig)
+
+
+@dataclass
+class RunConfig:
+    """``backend``: torch | snntorch | norse; ``init_embeddings``: ``teacher`` copies the
+    teacher's word (and position) embeddings when the widths match, ``random`` does not;
+    ``device``: cpu | cuda | auto; ``threads``: torch CPU threads (0: torch's default)."""
+
+    backend: str = "torch"
+    seed: int = 0
+    init_embeddings: str = "teacher"
+    device: str = "auto"
+    threads: int = 0
+
+
+@dataclass
+class TrainConfig:
+    model: SpikformerConfig
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    predistill: PredistillConfig = field(default_factory=PredistillConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"teacher": TeacherConfig, "data": DataConfig, "predistill": PredistillConfig,
+             "distill": DistillConfig, "run": RunConfig}
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} in [{where}]; known: {sorted(known)}")
+    values = dict(data)
+    if cls is DistillConfig and isinstance(values.get("icsfd"), dict):
+        values["icsfd"] = _build(IcsfdConfig, values["icsfd"], f"{where}.icsfd")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"[{where}]: {err}") from None
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    unknown = sorted(set(data) - {"model", *_SECTIONS})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; known: model, {', '.join(_SECTIONS)}")
+    model = dict(data.get("model", {}))
+    base = preset(model.pop("preset", "small"))
+    flat = {}
+    for key, value in model.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    sections = {name: _build(cls, data.get(name, {}), name) for name, cls in _SECTIONS.items()}
+    return TrainConfig(model=base.with_overrides(flat), **sections)
+
+
+def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None):
+    """Read a TOML training configuration and apply ``{"distill.lr": 1e-3}`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no configuration file at {path}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    for key, value in (overrides or {}).items():
+        parts = key.split(".")
+        if parts[0] not in {"model", *_SECTIONS}:
+            raise ConfigError(f"unknown option {key!r}: it must start with model., "
+                              f"{'., '.join(_SECTIONS)}.")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set {key!r}: {part!r} is not a table")
+        node[parts[-1]] = value
+    return train_config_from_dict(data)

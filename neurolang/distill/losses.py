@@ -1,0 +1,85 @@
+"""Distillation losses: SpikeBERT's feature, embedding and logit losses, and ICSFD.
+
+All losses exclude padding and average per sample first, then over the batch, so the loss of a
+batch split across processes averages back to the loss of the whole batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def layer_map(student_depth: int, teacher_layers: int, ignore: int = 0) -> list[tuple[int, int]]:
+    """Pairs ``(student block i, teacher hidden state k)``; ``hidden_states[0]`` is the
+    teacher's embedding output, ``hidden_states[k]`` its layer k.
+
+    SpikeBERT: ``k(i) = i * N / M + 1`` for M student blocks and N teacher layers (0-based i),
+    which needs N divisible by M; otherwise the same formula rounded down, which spreads the
+    blocks proportionally. The first ``ignore`` pairs are dropped (SpikeBERT's "ignored
+    layers").
+    """
+    if student_depth < 1 or teacher_layers < 1:
+        raise ValueError("depths must be positive")
+    if not 0 <= ignore < student_depth:
+        raise ValueError(f"ignore must be in [0, {student_depth}), got {ignore}")
+    pairs = [(i, i * teacher_layers // student_depth + 1) for i in range(student_depth)]
+    return pairs[ignore:]
+
+
+def masked_mse_per_sample(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real tokens and features of each sample: (B,)."""
+    weights = mask.to(a.dtype).unsqueeze(-1)
+    squared = ((a - b) ** 2 * weights).sum(dim=(1, 2))
+    return squared / (weights.sum(dim=(1, 2)) * a.shape[-1]).clamp(min=1)
+
+
+def kd_kl_per_sample(student: torch.Tensor, teacher: torch.Tensor, temperature: float):
+    """``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` per sample: (B,)."""
+    log_p_student = nn.functional.log_softmax(student / temperature, dim=-1)
+    log_p_teacher = nn.functional.log_softmax(teacher / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
+    return kl * temperature**2
+
+
+def icsfd_per_sample(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+                     labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Intra-class similarity-guided feature distillation, per sample: (B,).
+
+    Features are the final-layer token states, padding zeroed and flattened (L * D). For
+    student sample i, among the batch samples j with the same label (i included), take the
+    ``k`` whose teacher features are nearest to ``h_s[i]`` (squared L2) and sum
+    ``mean((h_t[j] - h_s[i])^2)`` over them. A class with fewer than k members in the batch
+    uses all of them, for that sample only (the reference shrinks k for good: a defect).
+    """
+    keep = mask.to(student.dtype).unsqueeze(-1)
+    hs = (student * keep).flatten(1)
+    ht = (teacher * keep).flatten(1)
+    distances = torch.cdist(hs, ht.to(hs.dtype)) ** 2 / hs.shape[1]  # mean squared error
+    same = labels[:, None] == labels[None, :]
+    masked = distances.masked_fill(~same, float("inf"))
+    losses = []
+    for i in range(hs.shape[0]):
+        count = min(k, int(same[i].sum()))
+        losses.append(torch.topk(masked[i], count, largest=False).values.sum())
+    return torch.stack(losses)
+
+
+class Projections(nn.Module):
+    """Learned maps from the student's width to the teacher's, used when they differ: one per
+    distilled block (representations) and one for the embedding matrix."""
+
+    def __init__(self, student_width: int, teacher_width: int, blocks: list[int]):
+        super().__init__()
+        self.needed = student_width != teacher_width
+        if self.needed:
+            self.representations = nn.ModuleDict(
+                {str(i): nn.Linear(student_width, teacher_width) for i in blocks}
+            )
+            self.embedding = nn.Linear(student_width, teacher_width, bias=False)
+
+    def representation(self, block: int, x: torch.Tensor) -> torch.Tensor:
+        return self.representations[str(block)](x) if self.needed else x
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(x) if self.needed else x

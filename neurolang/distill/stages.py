@@ -1,0 +1,357 @@
+"""SpikeBERT's two stages and the whole pipeline behind ``neurolang train``.
+
+    teacher/     the teacher fine-tuned on the task (skipped if one is given)
+    predistill/  stage 1: block representations and embeddings aligned with the pretrained
+                 teacher on unlabelled text -> predistill/model
+    distill/     stage 2: logits, representations, embeddings (and ICSFD) against the
+                 fine-tuned teacher on the task; best dev epoch -> distill/best
+    results.json teacher and student dev metrics, wall time per stage
+
+Every stage writes its own folder and a ``results.json`` with ``"complete": true`` last; a
+complete stage is skipped when the pipeline runs again, an incomplete one resumes from its
+checkpoint with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from neurolang.backends import compile as compile_model
+from neurolang.checkpoint import CheckpointError, from_pretrained, read_config
+from neurolang.data import (
+    DynamicPaddingCollator,
+    LengthBucketBatchSampler,
+    load_task,
+    load_unlabelled,
+    resolve_task,
+    tokenize,
+)
+from neurolang.distill.cache import TeacherCache
+from neurolang.distill.config import TrainConfig
+from neurolang.distill.losses import (
+    Projections,
+    icsfd_per_sample,
+    kd_kl_per_sample,
+    layer_map,
+    masked_mse_per_sample,
+)
+from neurolang.distill.metrics import compute_metrics
+from neurolang.distill.teachers import Teacher, finetune_teacher, load_teacher
+from neurolang.distill.trainer import BEST, FINAL, Trainer, seed_everything
+from neurolang.spikformer import Spikformer
+
+log = logging.getLogger("neurolang.train")
+RESULTS = "results.json"
+
+
+def stage_complete(folder: Path) -> dict[str, Any] | None:
+    path = folder / RESULTS
+    if path.is_file():
+        results = json.loads(path.read_text())
+        if results.get("complete"):
+            return results
+    return None
+
+
+def _write_results(folder: Path, results: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{RESULTS}.tmp"
+    tmp.write_text(json.dumps({**results, "complete": True}, indent=2) + "\n")
+    tmp.replace(folder / RESULTS)
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.run.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.run.device)
+
+
+@torch.no_grad()
+def evaluate_student(model: nn.Module, dataset, pad_token_id: int, metrics: list[str],
+                     batch_size: int = 128) -> dict[str, float]:
+    """Dev metrics of a student: batches sorted by length, no autograd state."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sampler = LengthBucketBatchSampler(dataset, batch_size, shuffle=False)
+    collate = DynamicPaddingCollator(pad_token_id)
+    preds, labels = [], []
+    for rows in sampler:
+        batch = collate([dataset[i] for i in rows])
+        logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))["logits"]
+        preds.append(logits.argmax(-1).cpu())
+        labels.append(batch["labels"])
+    model.train(was_training)
+    return compute_metrics(metrics, torch.cat(preds).numpy(), torch.cat(labels).numpy())
+
+
+def _student_config(config: TrainConfig, teacher: Teacher, num_labels: int):
+    return config.model.replace(vocab_size=teacher.vocab_size, num_labels=num_labels)
+
+
+def _init_embeddings(student: Spikformer, teacher: Teacher, mode: str) -> list[str]:
+    """Copy the teacher's word (and position) embeddings when widths match."""
+    if mode != "teacher" or student.config.hidden_size != teacher.hidden_size:
+        return []
+    copied = []
+    with torch.no_grad():
+        student.embedding.weight.copy_(teacher.word_embeddings)
+        copied.append("embedding.weight")
+        positions = getattr(getattr(teacher.model, "embeddings", None), "position_embeddings",
+                            None)
+        if positions is None and hasattr(teacher.model, "base_model"):
+            positions = getattr(teacher.model.base_model.embeddings, "position_embeddings", None)
+        if student.config.position_embedding and positions is not None:
+            offset = 2 if teacher.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+            rows = student.config.max_length
+            if positions.weight.shape[0] >= rows + offset:
+                student.position.weight.copy_(positions.weight[offset : offset + rows])
+                copied.append("position.weight")
+    return copied
+
+
+def _distill_features(student_out, cache_hidden, pairs, projections, mask):
+    total = 0
+    for block, layer in pairs:
+        rep = projections.representation(block, student_out["representations"][block])
+        total = total + masked_mse_per_sample(rep, cache_hidden[layer].to(rep.dtype), mask)
+    return total
+
+
+def _embedding_loss(model: Spikformer, projections: Projections, teacher_embeddings, ids):
+    tokens = torch.unique(ids)
+    student = projections.embed(model.embedding.weight[tokens])
+    return nn.functional.mse_loss(student, teacher_embeddings[tokens].to(student.dtype))
+
+
+# ---- stage 1 ------------------------------------------------------------------------------
+
+
+def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Stage 1 on unlabelled text; writes ``output/model`` and ``output/results.json``."""
+    done = stage_complete(output)
+    if done:
+        log.info("stage 1 already complete in %s: skipped", output)
+        return done
+    cfg, start = config.predistill, time.perf_counter()
+    seed_everything(cfg.seed)
+    device = _device(config)
+    teacher = load_teacher(config.teacher.name, task_head=False, device=device)
+    task = resolve_task(config.data.task)
+    sources = [task.name if s == "task" else s for s in config.data.unlabelled]
+    text = load_unlabelled(sources, data_dir=config.data.data_dir or None,
+                           max_samples=config.data.max_unlabelled_samples, seed=cfg.seed)
+    data = tokenize(text, teacher.tokenizer, config.data.max_length,
+                    cache_dir=output.parent / ".cache")
+    student_config = _student_config(config, teacher, task.num_labels or 2)
+    student = Spikformer(student_config)
+    copied = _init_embeddings(student, teacher, config.run.init_embeddings)
+    student = compile_model(student, config.run.backend).to(device)
+    pairs = layer_map(student_config.depth, teacher.num_layers, cfg.ignore_layers)
+    cache = TeacherCache.build(teacher, data, [k for _, k in pairs],
+                               output.parent / ".cache" / "teacher", device=device,
+                               description="stage 1: teacher hidden states")
+    projections = Projections(student_config.hidden_size, teacher.hidden_size,
+                              [b for b, _ in pairs])
+    teacher_embeddings = teacher.word_embeddings.detach().to(device)
+
+    def loss_fn(model, extra, batch):
+        _, hidden = cache.batch(batch["index"].cpu(), batch["input_ids"].shape[1])
+        hidden = {k: v.to(device) for k, v in hidden.items()}
+        out = model(batch["input_ids"], batch["attention_mask"], output_representations=True)
+        per_sample = cfg.rep_weight * _distill_features(out, hidden, pairs, extra,
+                                                        batch["attention_mask"])
+        emb = cfg.emb_weight * _embedding_loss(model, extra, teacher_embeddings,
+                                               batch["input_ids"]) if cfg.emb_weight else 0.0
+        return per_sample, emb
+
+    trainer = Trainer(student, loss_fn, data, teacher.tokenizer.pad_token_id, cfg, output,
+                      extra=projections, tokenizer=teacher.tokenizer,
+                      metadata={"stage": "predistill", "teacher": config.teacher.name},
+                      description="stage 1: predistill")
+    state = trainer.fit(resume=resume)
+    results = {"stage": "predistill", "layer_map": pairs, "samples": len(data),
+               "initialised_from_teacher": copied, "wall_time_s": time.perf_counter() - start,
+               "steps": state["step"]}
+    _write_results(output, results)
+    return results
+
+
+# ---- stage 2 ------------------------------------------------------------------------------
+
+
+def load_stage1(student: nn.Module, folder: Path) -> dict[str, list[str]]:
+    """Load stage-1 weights strictly; report what is carried over and what is initialised.
+
+    Every parameter of the stage-1 model must exist with the same shape in the student (the
+    same architecture; time steps and neuron dynamics may differ). Parameters the stage-1
+    model does not have (none, for the same preset) are listed as initialised.
+    """
+    saved_config, _ = read_config(folder)
+    state = load_file(str(folder / "model.safetensors"))
+    own = student.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if unexpected or mismatched:
+        raise CheckpointError(
+            f"the stage-1 model in {folder} does not fit the student: "
+            f"{len(unexpected)} unknown parameters {unexpected[:4]}, "
+            f"{len(mismatched)} of another shape {mismatched[:4]} "
+            f"(stage 1: depth {saved_config.depth}, width {saved_config.hidden_size}; "
+            f"student: depth {student.config.depth}, width {student.config.hidden_size})")
+    carried = sorted(state)
+    initialised = sorted(set(own) - set(state))
+    own.update(state)
+    student.load_state_dict(own, strict=True)
+    return {"carried_over": carried, "initialised": initialised}
+
+
+def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path | None,
+            resume: bool = False) -> dict[str, Any]:
+    """Stage 2 on the labelled task; writes ``output/best`` and ``output/results.json``."""
+    done = stage_complete(output)
+    if done:
+        log.info("stage 2 already complete in %s: skipped", output)
+        return done
+    cfg, start = config.distill, time.perf_counter()
+    seed_everything(cfg.seed)
+    device = _device(config)
+    teacher = load_teacher(teacher_dir, task_head=True, device=device)
+    task = resolve_task(config.data.task)
+    raw = load_task(config.data.task, data_dir=config.data.data_dir or None)
+    if config.data.max_train_samples and config.data.max_train_samples < len(raw["train"]):
+        raw["train"] = raw["train"].shuffle(seed=cfg.seed).select(
+            range(config.data.max_train_samples))
+    data = tokenize(raw, teacher.tokenizer, config.data.max_length,
+                    cache_dir=output.parent / ".cache")
+    num_labels = task.num_labels or len(set(raw["train"]["label"]))
+    if teacher.num_labels != num_labels:
+        raise CheckpointError(f"teacher {teacher_dir} has {teacher.num_labels} labels, the "
+                              f"task {task.name} has {num_labels}")
+    student = Spikformer(_student_config(config, teacher, num_labels))
+    if stage1 is not None:
+        loaded = load_stage1(student, stage1)
+        log.info("stage 2: %d tensors carried over from stage 1, %d initialised: %s",
+                 len(loaded["carried_over"]), len(loaded["initialised"]),
+                 loaded["initialised"])
+    else:
+        loaded = {"carried_over": [], "initialised": sorted(student.state_dict()),
+                  "from_teacher": _init_embeddings(student, teacher, config.run.init_embeddings)}
+    student = compile_model(student, config.run.backend).to(device)
+    pairs = layer_map(student.config.depth, teacher.num_layers, cfg.ignore_layers)
+    layers = [k for _, k in pairs] + ([teacher.num_layers] if cfg.icsfd.enabled else [])
+    cache = TeacherCache.build(teacher, data["train"], layers, output.parent / ".cache" / "teacher",
+                               device=device, description="stage 2: teacher outputs")
+    projections = Projections(student.config.hidden_size, teacher.hidden_size,
+                              sorted({b for b, _ in pairs} | {student.config.depth - 1}))
+    teacher_embeddings = teacher.word_embeddings.detach().to(device)
+    need_reps = cfg.w_rep > 0 or cfg.icsfd.enabled
+
+    def loss_fn(model, extra, batch):
+        t_logits, hidden = cache.batch(batch["index"].cpu(), batch["input_ids"].shape[1])
+        out = model(batch["input_ids"], batch["attention_mask"], output_representations=need_reps)
+        logits, labels, mask = out["logits"], batch["labels"], batch["attention_mask"]
+        per_sample = cfg.w_ce * nn.functional.cross_entropy(logits, labels, reduction="none")
+        if cfg.w_logit:
+            per_sample = per_sample + cfg.w_logit * kd_kl_per_sample(
+                logits, t_logits.to(device, logits.dtype), cfg.temperature)
+        hidden = {k: v.to(device) for k, v in hidden.items()}
+        if cfg.w_rep:
+            per_sample = per_sample + cfg.w_rep * _distill_features(out, hidden, pairs, extra,
+                                                                    mask)
+        if cfg.icsfd.enabled:
+            last = student.config.depth - 1
+            features = extra.representation(last, out["representations"][last])
+            per_sample = per_sample + cfg.icsfd.weight * icsfd_per_sample(
+                features, hidden[teacher.num_layers], mask, labels, cfg.icsfd.k)
+        emb = cfg.w_emb * _embedding_loss(model, extra, teacher_embeddings,
+                                          batch["input_ids"]) if cfg.w_emb else 0.0
+        return per_sample, emb
+
+    metrics = list(task.metrics)
+    pad = teacher.tokenizer.pad_token_id
+
+    def evaluate(model):
+        return evaluate_student(model, data["validation"], pad, metrics, cfg.eval_batch_size)
+
+    trainer = Trainer(student, loss_fn, data["train"], pad, cfg, output, extra=projections,
+                      evaluate=evaluate, selection_metric=task.selection_metric,
+                      tokenizer=teacher.tokenizer,
+                      metadata={"stage": "distill", "task": task.name, "teacher": teacher_dir,
+                                "label_names": list(task.label_names or [])},
+                      description="stage 2: distill")
+    state = trainer.fit(resume=resume)
+    best = from_pretrained(output / BEST, config.run.backend).to(device)
+    dev = evaluate_student(best, data["validation"], pad, metrics, cfg.eval_batch_size)
+    results = {"stage": "distill", "task": task.name, "dev": dev,
+               "selection_metric": task.selection_metric, "best_epoch": state["best_epoch"],
+               "history": state["history"], "stage1": loaded, "layer_map": pairs,
+               "wall_time_s": time.perf_counter() - start}
+    _write_results(output, results)
+    return results
+
+
+# ---- the pipeline -------------------------------------------------------------------------
+
+
+def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Teacher fine-tuning (unless given), stage 1, stage 2, evaluation; skips done stages."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    timings: dict[str, float] = {}
+
+    teacher_dir = config.teacher.finetuned
+    teacher_results: dict[str, Any] = {}
+    if not teacher_dir:
+        teacher_dir = str(output / "teacher")
+        done = stage_complete(output / "teacher")
+        if done is None:
+            t = config.teacher
+            start = time.perf_counter()
+            teacher_results = finetune_teacher(
+                t.name, config.data.task, teacher_dir, epochs=t.epochs, lr=t.lr,
+                batch_size=t.batch_size, max_length=t.max_length, seed=config.run.seed,
+                data_dir=config.data.data_dir or None, overwrite=True)
+            timings["teacher"] = time.perf_counter() - start
+            _write_results(output / "teacher", {"stage": "teacher", **teacher_results,
+                                                "wall_time_s": timings["teacher"]})
+        teacher_results = stage_complete(output / "teacher") or teacher_results
+        timings["teacher"] = teacher_results.get("wall_time_s", timings.get("teacher", 0.0))
+    else:
+        teacher_results = json.loads((Path(teacher_dir) / RESULTS).read_text()) if (
+            Path(teacher_dir) / RESULTS).is_file() else {}
+
+    stage1 = None
+    if config.predistill.enabled:
+        r1 = predistill(config, output / "predistill", resume=resume)
+        timings["predistill"] = r1["wall_time_s"]
+        stage1 = output / "predistill" / FINAL
+    r2 = distill(config, output / "distill", teacher_dir, stage1=stage1, resume=resume)
+    timings["distill"] = r2["wall_time_s"]
+    results = {
+        "task": r2["task"],
+        "backend": config.run.backend,
+        "teacher": {"path": teacher_dir, "dev": _teacher_dev(teacher_results)},
+        "student": {"path": str(output / "distill" / BEST), "dev": r2["dev"],
+                    "best_epoch": r2["best_epoch"]},
+        "wall_time_s": timings,
+    }
+    (output / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _teacher_dev(results: dict[str, Any]) -> dict[str, float]:
+    for key in ("dev", "dev_metrics", "validation", "metrics"):
+        if isinstance(results.get(key), dict):
+            return {k: v for k, v in results[key].items() if isinstance(v, (int, float))}
+    return {k: v for k, v in results.items() if k in ("accuracy", "f1", "mcc", "macro_f1")}

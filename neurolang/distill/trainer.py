@@ -1,0 +1,363 @@
+"""One training loop for every stage, on Hugging Face Accelerate.
+
+The loop owns what every stage shares: data order (length buckets, seeded per epoch, one
+global batch split across processes so N processes train the same model as one), AdamW with
+warm-up and a cosine (or linear/constant) schedule, gradient accumulation and clipping, mixed
+precision on GPU, evaluation on dev and selection of the best epoch, atomic checkpoints with
+the whole training state, exact resumption, a stop on a non-finite loss, progress bars and
+JSON-lines metrics. A stage supplies the model, its loss and its evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from neurolang.checkpoint import replace_directory, save_pretrained
+from neurolang.data import DynamicPaddingCollator, LengthBucketBatchSampler
+
+CHECKPOINT = "checkpoint"
+BEST = "best"
+FINAL = "model"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a checkpoint of another run)."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings of one stage (every one can be set in the TOML config).
+
+    ``batch_size`` is the global batch (split across processes), ``grad_accum`` batches make
+    one optimizer step; ``warmup_ratio`` of the steps ramp the learning rate up linearly, then
+    ``schedule`` takes it down (``cosine`` to 0, ``linear`` to 0, or ``constant``).
+    """
+
+    epochs: float = 1.0
+    lr: float = 5e-4
+    weight_decay: float = 5e-3
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_ratio: float = 0.0
+    schedule: str = "cosine"
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (GPU)
+    save_every_steps: int = 200
+    eval_batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs <= 0 or self.lr <= 0:
+            raise ValueError("batch_size, grad_accum, epochs and lr must be positive")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _schedule(warmup: int, total: int, kind: str) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+
+    return factor
+
+
+LossFn = Callable[[nn.Module, nn.Module | None, dict[str, torch.Tensor]],
+                  tuple[torch.Tensor, torch.Tensor]]
+
+
+class Objective(nn.Module):
+    """The student, its distillation heads and the loss as one module, so that DDP sees every
+    parameter used in its own ``forward``."""
+
+    def __init__(self, model: nn.Module, extra: nn.Module | None, loss_fn: LossFn):
+        super().__init__()
+        self.model, self.extra = model, extra
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        return self.loss_fn(self.model, self.extra, batch)
+
+
+class Trainer:
+    """Train ``model`` (and ``extra``, e.g. distillation projections) with ``loss_fn``.
+
+    ``loss_fn(model, extra, batch) -> (per_sample_loss (b,), batch_loss (scalar))``: per-sample
+    terms are averaged over the global batch, ``batch_loss`` (e.g. an embedding loss) is added
+    once. ``evaluate(model) -> metrics`` runs on dev after each epoch; the epoch with the best
+    ``selection_metric`` is saved to ``best/`` (without a metric, the last weights go to
+    ``model/``).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, train_data, pad_token_id: int,
+                 optim: OptimConfig, output_dir: str | Path, *, extra: nn.Module | None = None,
+                 evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+                 selection_metric: str | None = None, tokenizer: Any = None,
+                 metadata: dict[str, Any] | None = None, description: str = "train",
+                 cpu: bool | None = None):
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        self.optim = optim
+        self.output_dir = Path(output_dir)
+        self.loss_fn, self.evaluate = loss_fn, evaluate
+        self.selection_metric = selection_metric
+        self.tokenizer, self.metadata, self.description = tokenizer, metadata or {}, description
+        self.accelerator = Accelerator(
+            mixed_precision=optim.mixed_precision if torch.cuda.is_available() else "no",
+            cpu=cpu if cpu is not None else not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.world = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        self.train_data = train_data
+        self.collate = DynamicPaddingCollator(pad_token_id)
+        self.sampler = LengthBucketBatchSampler(train_data, optim.batch_size, shuffle=True,
+                                                seed=optim.seed)
+        self.batches_per_epoch = len(self.sampler)
+        self.total_batches = max(1, int(round(optim.epochs * self.batches_per_epoch)))
+        self.total_steps = math.ceil(self.total_batches / optim.grad_accum)
+
+        self.raw_model, self.extra = model, extra
+        params = list(model.named_parameters()) + (
+            list(extra.named_parameters()) if extra is not None else [])
+        decay = [p for n, p in params if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for n, p in params if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr)
+        warmup = int(optim.warmup_ratio * self.total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _schedule(warmup, self.total_steps, optim.schedule))
+        wrapper = Objective(model, extra, loss_fn)
+        self.wrapper, self.optimizer, self.scheduler = self.accelerator.prepare(
+            wrapper, optimizer, scheduler)
+        self.state = {"batch": 0, "step": 0, "best": None, "best_epoch": None, "history": [],
+                      "wall_time": 0.0}
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / CHECKPOINT
+
+    def _unwrapped(self) -> Objective:
+        return self.accelerator.unwrap_model(self.wrapper)
+
+    def save_checkpoint(self) -> None:
+        """The whole training state, written to a temporary folder and renamed into place."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=self.output_dir))
+            try:
+                state = {k: v.detach().cpu().contiguous()
+                         for k, v in self._unwrapped().state_dict().items()}
+                save_file(state, str(tmp / "weights.safetensors"))
+                torch.save({"optimizer": self.optimizer.state_dict(),
+                            "scheduler": self.scheduler.state_dict(),
+                            "rng": _rng_state()}, tmp / "optimizer.pt")
+                (tmp / "state.json").write_text(json.dumps(
+                    {**self.state, "optim": asdict(self.optim), "world": self.world}, indent=2))
+                replace_directory(tmp, self.checkpoint_dir)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def load_checkpoint(self) -> bool:
+        """Restore the training state from ``checkpoint/``; False if there is none."""
+        if not (self.checkpoint_dir / "state.json").is_file():
+            return False
+        saved = json.loads((self.checkpoint_dir / "state.json").read_text())
+        if saved["optim"] != asdict(self.optim):
+            changed = {k: (saved["optim"].get(k), v) for k, v in asdict(self.optim).items()
+                       if saved["optim"].get(k) != v}
+            raise TrainingError(
+                f"{self.checkpoint_dir} was written with other settings (saved, now): "
+                f"{changed}; resume with the same config or use a new --output")
+        weights = load_file(str(self.checkpoint_dir / "weights.safetensors"))
+        self._unwrapped().load_state_dict(weights, strict=True)
+        blob = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=False)
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        _set_rng_state(blob["rng"])
+        self.state = {k: saved[k] for k in self.state}
+        self._truncate_log(self.state["step"])
+        return True
+
+    # ---- logging -------------------------------------------------------------------------
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.output_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self, step: int) -> None:
+        path = self.output_dir / "metrics.jsonl"
+        if self.accelerator.is_main_process and path.is_file():
+            kept = [line for line in path.read_text().splitlines()
+                    if json.loads(line).get("step", 0) <= step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def _batch(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        mine = rows[self.rank :: self.world]
+        batch = self.collate([self.train_data[i] for i in mine])
+        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the end (or from the last checkpoint with ``resume``); returns the state."""
+        seed_everything(self.optim.seed)
+        if resume:
+            self.load_checkpoint()
+        elif self.checkpoint_dir.exists():
+            raise TrainingError(f"{self.checkpoint_dir} exists: pass --resume to continue it, "
+                                "or choose another --output")
+        self.wrapper.train()
+        start_time = time.perf_counter() - self.state["wall_time"]
+        bar = tqdm(total=self.total_batches, initial=self.state["batch"], unit="batch",
+                   desc=self.description, disable=not self.accelerator.is_main_process,
+                   dynamic_ncols=True)
+        window: list[float] = []
+        samples_seen, window_start = 0, time.perf_counter()
+        while self.state["batch"] < self.total_batches:
+            epoch, position = divmod(self.state["batch"], self.batches_per_epoch)
+            self.sampler.set_epoch(epoch)
+            batches = self.sampler.global_batches()
+            for rows in batches[position:]:
+                if self.state["batch"] >= self.total_batches:
+                    break
+                if len(rows) < self.world:
+                    self.state["batch"] += 1  # too small to split: skipped on every process
+                    continue
+                loss_value = self._train_batch(rows)
+                window.append(loss_value)
+                samples_seen += len(rows)
+                bar.update(1)
+                if self.state["batch"] % self.optim.grad_accum == 0:
+                    self.state["step"] += 1
+                    if self.state["step"] % 10 == 0 or self.state["batch"] == self.total_batches:
+                        rate = samples_seen / max(1e-9, time.perf_counter() - window_start)
+                        loss_mean = sum(window) / len(window)
+                        bar.set_postfix(loss=f"{loss_mean:.4f}", samples_s=f"{rate:.1f}",
+                                        lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                        self._log({"step": self.state["step"], "epoch": epoch,
+                                   "loss": loss_mean, "lr": self.scheduler.get_last_lr()[0],
+                                   "samples_per_s": rate})
+                        window, samples_seen, window_start = [], 0, time.perf_counter()
+                    if self.state["step"] % self.optim.save_every_steps == 0:
+                        self.state["wall_time"] = time.perf_counter() - start_time
+                        self.save_checkpoint()
+            if self.state["batch"] % self.batches_per_epoch == 0 or (
+                    self.state["batch"] >= self.total_batches):
+                self._end_epoch(epoch)
+                self.state["wall_time"] = time.perf_counter() - start_time
+                self.save_checkpoint()
+        bar.close()
+        self.state["wall_time"] = time.perf_counter() - start_time
+        if self.evaluate is None and self.accelerator.is_main_process:
+            self._save_model(self.output_dir / FINAL)
+        self.accelerator.wait_for_everyone()
+        return self.state
+
+    def _train_batch(self, rows: list[int]) -> float:
+        batch = self._batch(rows)
+        model = self.wrapper
+        accumulate = self.state["batch"] % self.optim.grad_accum != self.optim.grad_accum - 1
+        last = self.state["batch"] + 1 >= self.total_batches
+        sync = not accumulate or last
+        context = self.accelerator.no_sync(model) if not sync else _null()
+        with context, self.accelerator.autocast():
+            per_sample, batch_loss = model(batch)
+            # DDP averages gradients over processes: scale so that the result is the mean
+            # over the global batch, whatever the split
+            loss = per_sample.sum() * self.world / len(rows) + batch_loss
+            loss = loss / self.optim.grad_accum
+        total = self.accelerator.reduce(loss.detach().float().reshape(1), "mean")
+        if not torch.isfinite(total).all():
+            raise TrainingError(
+                f"{self.description}: the loss became {total.item()} at batch "
+                f"{self.state['batch']} (step {self.state['step']}); the last good checkpoint "
+                f"is {self.checkpoint_dir}. Lower the learning rate or check the data.")
+        self.accelerator.backward(loss)
+        self.state["batch"] += 1
+        if sync:
+            if self.optim.grad_clip > 0:
+                self.accelerator.clip_grad_norm_(model.parameters(), self.optim.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return float(total) * self.optim.grad_accum
+
+    def _end_epoch(self, epoch: int) -> None:
+        record: dict[str, Any] = {"step": self.state["step"], "epoch": epoch + 1}
+        if self.evaluate is not None:
+            self.wrapper.eval()
+            if self.accelerator.is_main_process:
+                metrics = self.evaluate(self._unwrapped().model)
+                record.update({f"dev_{k}": v for k, v in metrics.items()})
+                value = metrics[self.selection_metric]
+                if self.state["best"] is None or value > self.state["best"]:
+                    self.state["best"], self.state["best_epoch"] = value, epoch + 1
+                    self._save_model(self.output_dir / BEST)
+            self.wrapper.train()
+            self.accelerator.wait_for_everyone()
+        self.state["history"].append(record)
+        self._log(record)
+
+    def _save_model(self, directory: Path) -> None:
+        model = self._unwrapped().model
+        save_pretrained(model, directory, tokenizer=self.tokenizer, metadata=self.metadata)
+        if self.extra is not None:
+            extra = self._unwrapped().extra
+            save_file({k: v.detach().cpu().contiguous() for k, v in extra.state_dict().items()},
+                      str(directory / "distillation_heads.safetensors"))
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
