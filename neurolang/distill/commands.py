@@ -89,7 +89,8 @@ def register(app: typer.Typer, fail) -> None:
         cfg = _guard(fail, lambda: _load(config, backend, set_))
         _guard(fail, lambda: _validate_data(cfg))
         results = _guard(fail, lambda: run(cfg, output, teacher, stage1=stage1, resume=resume))
-        typer.echo(json.dumps({"dev": results["dev"], "best_epoch": results["best_epoch"]}))
+        if "dev" in results:  # the main process
+            typer.echo(json.dumps({"dev": results["dev"], "best_epoch": results["best_epoch"]}))
 
     @app.command("finetune-teacher")
     def finetune_teacher_command(

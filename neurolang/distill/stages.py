@@ -126,10 +126,19 @@ def _distill_features(student_out, cache_hidden, pairs, projections, mask):
     return total
 
 
-def _embedding_loss(model: Spikformer, projections: Projections, teacher_embeddings, ids):
-    tokens = torch.unique(ids)
-    student = projections.embed(model.embedding.weight[tokens])
-    return nn.functional.mse_loss(student, teacher_embeddings[tokens].to(student.dtype))
+def _embedding_loss(model: Spikformer, projections: Projections, teacher_embeddings):
+    """MSE between the whole embedding matrices (SpikeBERT), through the projection if the
+    widths differ. It is a batch-level term: the same on every process."""
+    student = projections.embed(model.embedding.weight)
+    return nn.functional.mse_loss(student, teacher_embeddings.to(student.dtype))
+
+
+def _process_state(config: TrainConfig):
+    """The distributed state (set up once; ``Trainer``'s Accelerator joins it), so that data
+    and teacher caches are built by the main process first and read by the others."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=_device(config).type == "cpu")
 
 
 # ---- stage 1 ------------------------------------------------------------------------------
@@ -147,18 +156,21 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     teacher = load_teacher(config.teacher.name, task_head=False, device=device)
     task = resolve_task(config.data.task)
     sources = [task.name if s == "task" else s for s in config.data.unlabelled]
-    text = load_unlabelled(sources, data_dir=config.data.data_dir or None,
-                           max_samples=config.data.max_unlabelled_samples, seed=cfg.seed)
-    data = tokenize(text, teacher.tokenizer, config.data.max_length,
-                    cache_dir=output.parent / ".cache")
+    processes = _process_state(config)
+    with processes.main_process_first():
+        text = load_unlabelled(sources, data_dir=config.data.data_dir or None,
+                               max_samples=config.data.max_unlabelled_samples, seed=cfg.seed)
+        data = tokenize(text, teacher.tokenizer, config.data.max_length,
+                        cache_dir=output.parent / ".cache")
     student_config = _student_config(config, teacher, task.num_labels or 2)
     student = Spikformer(student_config)
     copied = _init_embeddings(student, teacher, config.run.init_embeddings)
     student = compile_model(student, config.run.backend).to(device)
     pairs = layer_map(student_config.depth, teacher.num_layers, cfg.ignore_layers)
-    cache = TeacherCache.build(teacher, data, [k for _, k in pairs],
-                               output.parent / ".cache" / "teacher", device=device,
-                               description="stage 1: teacher hidden states")
+    with processes.main_process_first():
+        cache = TeacherCache.build(teacher, data, [k for _, k in pairs],
+                                   output.parent / ".cache" / "teacher", device=device,
+                                   description="stage 1: teacher hidden states")
     projections = Projections(student_config.hidden_size, teacher.hidden_size,
                               [b for b, _ in pairs])
     teacher_embeddings = teacher.word_embeddings.detach().to(device)
@@ -169,8 +181,8 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
         out = model(batch["input_ids"], batch["attention_mask"], output_representations=True)
         per_sample = cfg.rep_weight * _distill_features(out, hidden, pairs, extra,
                                                         batch["attention_mask"])
-        emb = cfg.emb_weight * _embedding_loss(model, extra, teacher_embeddings,
-                                               batch["input_ids"]) if cfg.emb_weight else 0.0
+        emb = cfg.emb_weight * _embedding_loss(model, extra, teacher_embeddings) if (
+            cfg.emb_weight) else 0.0
         return per_sample, emb
 
     trainer = Trainer(student, loss_fn, data, teacher.tokenizer.pad_token_id, cfg, output,
@@ -178,6 +190,8 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
                       metadata={"stage": "predistill", "teacher": config.teacher.name},
                       description="stage 1: predistill")
     state = trainer.fit(resume=resume)
+    if not trainer.accelerator.is_main_process:
+        return {"stage": "predistill", "rank": trainer.rank}
     results = {"stage": "predistill", "layer_map": pairs, "samples": len(data),
                "initialised_from_teacher": copied, "wall_time_s": time.perf_counter() - start,
                "steps": state["step"]}
@@ -226,12 +240,14 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     device = _device(config)
     teacher = load_teacher(teacher_dir, task_head=True, device=device)
     task = resolve_task(config.data.task)
-    raw = load_task(config.data.task, data_dir=config.data.data_dir or None)
-    if config.data.max_train_samples and config.data.max_train_samples < len(raw["train"]):
-        raw["train"] = raw["train"].shuffle(seed=cfg.seed).select(
-            range(config.data.max_train_samples))
-    data = tokenize(raw, teacher.tokenizer, config.data.max_length,
-                    cache_dir=output.parent / ".cache")
+    processes = _process_state(config)
+    with processes.main_process_first():
+        raw = load_task(config.data.task, data_dir=config.data.data_dir or None)
+        if config.data.max_train_samples and config.data.max_train_samples < len(raw["train"]):
+            raw["train"] = raw["train"].shuffle(seed=cfg.seed).select(
+                range(config.data.max_train_samples))
+        data = tokenize(raw, teacher.tokenizer, config.data.max_length,
+                        cache_dir=output.parent / ".cache")
     num_labels = task.num_labels or len(set(raw["train"]["label"]))
     if teacher.num_labels != num_labels:
         raise CheckpointError(f"teacher {teacher_dir} has {teacher.num_labels} labels, the "
@@ -248,8 +264,10 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     student = compile_model(student, config.run.backend).to(device)
     pairs = layer_map(student.config.depth, teacher.num_layers, cfg.ignore_layers)
     layers = [k for _, k in pairs] + ([teacher.num_layers] if cfg.icsfd.enabled else [])
-    cache = TeacherCache.build(teacher, data["train"], layers, output.parent / ".cache" / "teacher",
-                               device=device, description="stage 2: teacher outputs")
+    with processes.main_process_first():
+        cache = TeacherCache.build(teacher, data["train"], layers,
+                                   output.parent / ".cache" / "teacher", device=device,
+                                   description="stage 2: teacher outputs")
     projections = Projections(student.config.hidden_size, teacher.hidden_size,
                               sorted({b for b, _ in pairs} | {student.config.depth - 1}))
     teacher_embeddings = teacher.word_embeddings.detach().to(device)
@@ -272,8 +290,8 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
             features = extra.representation(last, out["representations"][last])
             per_sample = per_sample + cfg.icsfd.weight * icsfd_per_sample(
                 features, hidden[teacher.num_layers], mask, labels, cfg.icsfd.k)
-        emb = cfg.w_emb * _embedding_loss(model, extra, teacher_embeddings,
-                                          batch["input_ids"]) if cfg.w_emb else 0.0
+        emb = cfg.w_emb * _embedding_loss(model, extra, teacher_embeddings) if (
+            cfg.w_emb) else 0.0
         return per_sample, emb
 
     metrics = list(task.metrics)
@@ -289,6 +307,8 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
                                 "label_names": list(task.label_names or [])},
                       description="stage 2: distill")
     state = trainer.fit(resume=resume)
+    if not trainer.accelerator.is_main_process:
+        return {"stage": "distill", "rank": trainer.rank}
     best = from_pretrained(output / BEST, config.run.backend).to(device)
     dev = evaluate_student(best, data["validation"], pad, metrics, cfg.eval_batch_size)
     results = {"stage": "distill", "task": task.name, "dev": dev,
@@ -347,6 +367,9 @@ def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -
         "wall_time_s": timings,
     }
     (output / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    from neurolang.distill.plots import plot_run
+
+    plot_run(output)
     return results
 
 

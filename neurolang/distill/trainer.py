@@ -169,8 +169,10 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _schedule(warmup, self.total_steps, optim.schedule))
         wrapper = Objective(model, extra, loss_fn)
-        self.wrapper, self.optimizer, self.scheduler = self.accelerator.prepare(
-            wrapper, optimizer, scheduler)
+        # the scheduler stays unprepared: Accelerate would step it once per process, which
+        # runs the schedule N times too fast when the global batch is split over N processes
+        self.wrapper, self.optimizer = self.accelerator.prepare(wrapper, optimizer)
+        self.scheduler = scheduler
         self.state = {"batch": 0, "step": 0, "best": None, "best_epoch": None, "history": [],
                       "wall_time": 0.0}
 

@@ -1,0 +1,260 @@
+"""The distillation engine: losses, teacher cache, trainer (resume, DDP, NaN), pipeline."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from neurolang.cli import app
+from neurolang.distill.config import load_train_config
+from neurolang.distill.losses import (
+    icsfd_per_sample,
+    kd_kl_per_sample,
+    layer_map,
+    masked_mse_per_sample,
+)
+
+# ---- losses ---------------------------------------------------------------------------------
+
+
+def test_layer_map_spikebert_and_proportional():
+    assert layer_map(6, 12) == [(0, 1), (1, 3), (2, 5), (3, 7), (4, 9), (5, 11)]
+    assert layer_map(12, 12) == [(i, i + 1) for i in range(12)]
+    assert layer_map(4, 6) == [(0, 1), (1, 2), (2, 4), (3, 5)]
+    assert layer_map(6, 12, ignore=2)[0] == (2, 5)
+
+
+def test_masked_mse_ignores_padding():
+    a = torch.zeros(1, 3, 2)
+    b = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert masked_mse_per_sample(a, b, mask).item() == pytest.approx(5.0)
+
+
+def test_kd_kl_by_hand():
+    s = torch.tensor([[0.0, 0.0]])
+    t = torch.tensor([[2.0, 0.0]])
+    p = torch.softmax(t / 2, -1)
+    expected = (p * (p.log() - torch.log(torch.tensor([0.5, 0.5])))).sum() * 4
+    assert kd_kl_per_sample(s, t, 2.0).item() == pytest.approx(expected.item())
+    assert kd_kl_per_sample(t, t, 1.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_icsfd_by_hand_and_no_shrinking_k():
+    # one token, one feature: features are numbers
+    student = torch.tensor([0.0, 0.0, 10.0]).reshape(3, 1, 1)
+    teacher = torch.tensor([1.0, 3.0, 10.0]).reshape(3, 1, 1)
+    mask = torch.ones(3, 1)
+    labels = torch.tensor([0, 0, 1])
+    loss = icsfd_per_sample(student, teacher, mask, labels, k=3)
+    # sample 0: class {0, 1}: (1-0)^2 + (3-0)^2; sample 2 alone in its class: (10-10)^2
+    assert loss.tolist() == pytest.approx([10.0, 10.0, 0.0])
+    # k=1 takes the nearest only, for every sample (k is not shrunk by the small class)
+    assert icsfd_per_sample(student, teacher, mask, labels, k=1).tolist() == pytest.approx(
+        [1.0, 1.0, 0.0])
+
+
+# ---- a tiny end-to-end run ------------------------------------------------------------------
+
+
+def _config_file(tmp_path, teacher, data_dir, **sections):
+    text = f"""
+[model]
+preset = "tiny"
+hidden_size = 32
+num_heads = 4
+depth = 2
+time_steps = 2
+max_length = 32
+[teacher]
+name = "{teacher}"
+finetuned = "{teacher}"
+[data]
+task = "sst2"
+data_dir = "{data_dir}"
+max_length = 32
+unlabelled = ["task"]
+max_unlabelled_samples = 64
+[predistill]
+epochs = 1
+batch_size = 16
+save_every_steps = 2
+[distill]
+epochs = 2
+batch_size = 16
+save_every_steps = 2
+[run]
+threads = 1
+"""
+    for name, body in sections.items():
+        text += f"\n[{name}]\n{body}\n"
+    path = tmp_path / "train.toml"
+    path.write_text(text)
+    return path
+
+
+def test_train_pipeline_end_to_end_and_skip_complete(tmp_path, tiny_teacher, tiny_data_dir):
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "-o", str(out),
+                                      "--backend", "snntorch"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["backend"] == "snntorch"
+    assert 0.0 <= results["student"]["dev"]["accuracy"] <= 1.0
+    assert set(results["wall_time_s"]) == {"predistill", "distill"}
+    distill = json.loads((out / "distill" / "results.json").read_text())
+    # stage 2 loaded stage 1 strictly: everything carried over, nothing initialised
+    assert distill["stage1"]["initialised"] == []
+    assert "blocks.0.attention.query.linear.weight" in distill["stage1"]["carried_over"]
+    assert (out / "distill" / "best" / "model.safetensors").is_file()
+    assert (out / "training_curves.png").is_file()
+    lines = (out / "distill" / "metrics.jsonl").read_text().splitlines()
+    assert any("dev_accuracy" in json.loads(line) for line in lines)
+    # a second run skips both complete stages
+    before = (out / "distill" / "best" / "model.safetensors").stat().st_mtime_ns
+    again = CliRunner().invoke(app, ["train", "--config", str(config), "-o", str(out)])
+    assert again.exit_code == 0, again.output
+    assert (out / "distill" / "best" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def _distill_args(config, teacher, out):
+    return [sys.executable, "-m", "neurolang.cli", "distill", "--config", str(config),
+            "--teacher", str(teacher), "-o", str(out)]
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_teacher, tiny_data_dir):
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_distill_args(config, tiny_teacher, full), check=True, env=env,
+                   capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_distill_args(config, tiny_teacher, killed), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint" / "state.json").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((killed / "checkpoint" / "state.json").read_text())
+    assert state["batch"] < 12  # killed before the end (2 epochs of 6 batches)
+    subprocess.run(_distill_args(config, tiny_teacher, killed) + ["--resume"], check=True,
+                   env=env, capture_output=True)
+    a = load_file(str(full / "checkpoint" / "weights.safetensors"))
+    b = load_file(str(killed / "checkpoint" / "weights.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_teacher, tiny_data_dir):
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = tmp_path / "one"
+    subprocess.run(_distill_args(config, tiny_teacher, one), check=True, env=env,
+                   capture_output=True)
+    two = tmp_path / "two"
+    # --multi_gpu selects torch.distributed.run; with no GPU the Accelerator (cpu=True) joins
+    # a gloo process group: multi-CPU DDP
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "-m", "neurolang.cli", "distill", "--config",
+              str(config), "--teacher", str(tiny_teacher), "-o", str(two)]
+    done = subprocess.run(launch, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((two / "checkpoint" / "state.json").read_text())
+    assert state["world"] == 2
+    a = load_file(str(one / "checkpoint" / "weights.safetensors"))
+    b = load_file(str(two / "checkpoint" / "weights.safetensors"))
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+
+
+def test_nan_loss_stops_with_message_and_keeps_checkpoint(tmp_path, tiny_teacher, tiny_data_dir):
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    out = tmp_path / "nan"
+    result = CliRunner().invoke(app, ["distill", "--config", str(config), "--teacher",
+                                      str(tiny_teacher), "-o", str(out),
+                                      "--set", "distill.lr=1e30", "--set", "distill.grad_clip=0"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "the loss became" in text and "last good checkpoint" in text
+
+
+# ---- bad input: one clear error before training ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--set", "data.task=/nonexistent/file.tsv"], "not found"),
+        (["--set", "data.task=sst7"], "unknown task 'sst7'"),
+        (["--backend", "jax"], "unknown backend 'jax'"),
+        (["--set", "distill.colour=1"], "unknown option(s) ['colour'] in [distill]"),
+        (["--set", "model.depth=0"], "depth must be a positive integer"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, tiny_teacher, tiny_data_dir, overrides,
+                                      message):
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    out = tmp_path / "bad"
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "-o", str(out),
+                                      *overrides])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (out / "distill").exists()
+
+
+def test_bad_data_files_are_clear_errors(tmp_path, tiny_teacher, tiny_data_dir):
+    bad = tmp_path / "data" / "sst2"
+    bad.mkdir(parents=True)
+    (bad / "stsa.binary.train").write_bytes("1 caf\xe9 ok\n".encode("latin-1"))
+    (bad / "stsa.binary.dev").write_text("7 label out of range\n")
+    config = _config_file(tmp_path, tiny_teacher, tmp_path / "data")
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "-o",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "UTF-8" in result.output or "utf-8" in result.output
+
+
+def test_vocabulary_mismatch_is_refused(tmp_path, tiny_data_dir):
+    transformers = pytest.importorskip("transformers")
+    teacher = tmp_path / "odd-teacher"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        __import__("neurolang.distill.teachers", fromlist=["x"]).resolve_teacher_path("default"))
+    config = transformers.BertConfig(vocab_size=1000, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32, num_labels=2)
+    transformers.BertForSequenceClassification(config).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    from neurolang.distill.teachers import load_teacher
+
+    with pytest.raises(ValueError, match="vocabulary"):
+        load_teacher(teacher, student_vocab_size=tokenizer.vocab_size)
+
+
+def test_stage1_of_another_shape_is_refused(tmp_path, tiny_teacher, tiny_data_dir):
+    from neurolang import Spikformer, preset
+    from neurolang.checkpoint import CheckpointError, save_pretrained
+    from neurolang.distill.stages import load_stage1
+
+    other = Spikformer(preset("tiny", hidden_size=16))
+    save_pretrained(other, tmp_path / "stage1")
+    with pytest.raises(CheckpointError, match="does not fit the student"):
+        load_stage1(Spikformer(preset("tiny")), tmp_path / "stage1")
+
+
+def test_train_config_documented_defaults():
+    config = load_train_config(None)
+    assert config.distill.w_ce == 0.1 and config.distill.w_logit == 1.0
+    assert config.distill.w_emb == 0.1 and config.distill.w_rep == 0.1
+    assert Path("examples/sst2.toml").is_file()
+    assert load_train_config("examples/sst2.toml").model.hidden_size == 384
