@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the main job: list the backends, then build one depth-2, T-4
-# Spikformer, give every backend the same weights and tokens, and compare every spike.
+# Set up (if needed) and run the main job:
+#  1. the parity check: one depth-2, T-4 Spikformer, the same weights and tokens on every
+#     backend, every spike compared;
+#  2. the whole training pipeline on SST-2 with the snnTorch backend (teacher fine-tuning,
+#     stage 1, stage 2, evaluation; ~45 minutes on 2 CPU cores), resumable.
+# Extra arguments go to `neurolang train` (e.g. --output DIR, --set distill.epochs=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/neurolang backends
 .venv/bin/neurolang parity --backends torch,snntorch,norse --dtype float64 --seed 0 \
-    --json outputs/parity.json "$@"
+    --json runs/parity.json
+.venv/bin/neurolang train --backend snntorch --config examples/sst2.toml --output runs/sst2 \
+    --resume "$@"
