@@ -92,8 +92,10 @@ def parity(
 
 def _register_commands() -> None:
     from neurolang.distill import commands as distill_commands
+    from neurolang.energy import commands as energy_commands
 
     distill_commands.register(app, _fail)
+    energy_commands.register(app, _fail)
 
 
 _register_commands()

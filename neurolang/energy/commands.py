@@ -1,0 +1,71 @@
+"""The ``energy`` command: ``register(app, fail)`` adds it to a Typer app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, fail) -> None:
+    @app.command()
+    def energy(
+        model_dir: Path = typer.Argument(..., help="A trained neurolang model folder."),
+        simulators: str = typer.Option(
+            "torch,snntorch,norse", help="Comma-separated: torch, snntorch, norse, lava."),
+        dataset: str = typer.Option("sst2", help="Task name, hub name or local file(s)."),
+        split: str = typer.Option("validation", help="validation (alias dev) or train."),
+        samples: int = typer.Option(None, help="Count a seeded random subset of N samples "
+                                               "(default: the whole split)."),
+        output: Path = typer.Option(Path("runs/energy"), "--output", "-o",
+                                    help="Folder for energy.json and the PNG charts."),
+        energy_config: Path = typer.Option(
+            None, help="TOML file of extra energy models ([models.NAME] tables; see "
+                       "examples/energy.toml)."),
+        models: str = typer.Option(
+            None, help="Comma-separated energy models to report (default: cmos45, cmos45-lif, "
+                       "loihi and every model of --energy-config)."),
+        teacher: str = typer.Option(
+            None, help="Teacher folder or name (default: the one recorded in the model "
+                       "folder; 'none' to skip)."),
+        data_dir: Path = typer.Option(None, help="Data folder (default: $NEUROLANG_DATA_DIR "
+                                                 "or ../shared/data)."),
+        dtype: str = typer.Option("float64", help="float64 (identical spikes on every "
+                                                  "backend) or float32."),
+        batch_size: int = typer.Option(32, help="Samples per batch (padding is not counted)."),
+        max_length: int = typer.Option(None, help="Truncate samples to this many tokens "
+                                                  "(default: the model's max_length)."),
+        seed: int = typer.Option(0, help="Seed of the --samples subset."),
+        lava_fixed_point: bool = typer.Option(False, help="Run Lava in fixed point (bit-"
+                                                          "accurate Loihi) instead of float."),
+    ) -> None:
+        """Spikes, synaptic operations, MACs and energy per sample on each simulator, counted
+        from each simulator's own run, next to the teacher (rules: docs/energy.md)."""
+        from rich.console import Console
+
+        from neurolang.backends import BackendError
+        from neurolang.checkpoint import CheckpointError
+        from neurolang.config import ConfigError
+        from neurolang.data import DataError
+        from neurolang.distill.teachers import TeacherError
+        from neurolang.energy.counting import CountingError
+        from neurolang.energy.models import EnergyConfigError
+        from neurolang.energy.report import EnergyError, run_energy
+        from neurolang.energy.simulators import SimulatorError
+
+        console = Console(width=max(Console().width, 140))
+        chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        try:
+            report = run_energy(
+                model_dir, simulators, dataset=dataset, split=split, samples=samples,
+                data_dir=data_dir, teacher=teacher, energy_config=energy_config,
+                energy_models=chosen, dtype=dtype, batch_size=batch_size,
+                max_length=max_length, seed=seed, lava_fixed_point=lava_fixed_point,
+                console=console)
+        except (EnergyError, EnergyConfigError, CheckpointError, ConfigError, DataError,
+                TeacherError, CountingError, SimulatorError, BackendError) as err:
+            fail(str(err))
+            return
+        report.print(console)
+        written = report.write(output)
+        console.print("written: " + ", ".join(str(p) for p in written), highlight=False)
