@@ -188,7 +188,13 @@ def load_model_config(path: str | Path) -> SpikformerConfig:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from None
-    model = dict(data.get("model", {}))
+    return model_config_from_table(data.get("model", {}))
+
+
+def model_config_from_table(table: dict[str, Any]) -> SpikformerConfig:
+    """A ``[model]`` table: ``preset = "name"`` (default ``small``) plus options, neuron
+    options in ``[model.neuron]`` / ``[model.attention_neuron]`` sub-tables."""
+    model = dict(table)
     base = preset(model.pop("preset", "small"))
     flat = {}
     for key, value in model.items():

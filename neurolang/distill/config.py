@@ -14,7 +14,7 @@ from typing import Any
 
 import tomllib
 
-from neurolang.config import ConfigError, SpikformerConfig, preset
+from neurolang.config import ConfigError, SpikformerConfig, model_config_from_table
 from neurolang.distill.trainer import OptimConfig
 
 
@@ -143,16 +143,8 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(data) - {"model", *_SECTIONS})
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; known: model, {', '.join(_SECTIONS)}")
-    model = dict(data.get("model", {}))
-    base = preset(model.pop("preset", "small"))
-    flat = {}
-    for key, value in model.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
     sections = {name: _build(cls, data.get(name, {}), name) for name, cls in _SECTIONS.items()}
-    return TrainConfig(model=base.with_overrides(flat), **sections)
+    return TrainConfig(model=model_config_from_table(data.get("model", {})), **sections)
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None):
