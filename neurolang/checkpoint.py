@@ -94,7 +94,8 @@ def read_config(directory: str | Path) -> tuple[SpikformerConfig, dict[str, Any]
 def from_pretrained(
     directory: str | Path, backend: str = "torch", config: SpikformerConfig | None = None
 ) -> torch.nn.Module:
-    """Load a model folder onto ``backend``, strictly: every parameter must match.
+    """Load a model folder onto ``backend``, strictly: every parameter must match. The model
+    comes back in evaluation mode (as transformers' ``from_pretrained``).
 
     Pass ``config`` to check the folder against the configuration a caller expects.
     """
@@ -124,7 +125,7 @@ def from_pretrained(
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{weights} does not match its config: {err}") from None
-    return compile_model(model, backend)
+    return compile_model(model, backend).eval()
 
 
 def _strict_difference(model: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:

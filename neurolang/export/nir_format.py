@@ -535,7 +535,10 @@ def read_nir(path: str | os.PathLike, check: bool = True) -> nir.NIRGraph:
 
 def read_metadata(graph: nir.NIRGraph) -> dict[str, Any]:
     """The root metadata of a neurolang file (``config`` parsed); NIRError if not neurolang's."""
-    meta = dict(graph.metadata or {})
+    meta = {k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in (graph.metadata or {}).items()}  # nir.read gives numpy scalars
+    if isinstance(meta.get("neurolang.format"), bytes):
+        meta = {k: (v.decode("utf8") if isinstance(v, bytes) else v) for k, v in meta.items()}
     if meta.get("neurolang.format") != FORMAT:
         raise NIRError("not a neurolang NIR file (root metadata has no neurolang.format); only "
                        "files written by neurolang carry the model configuration")

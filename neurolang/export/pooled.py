@@ -173,3 +173,52 @@ def calibrate_rates(model: PooledSpikingClassifier, features: torch.Tensor, seed
                 high = mid
         shifted.copy_(base + (low + high) / 2)
     return rates()
+
+
+# ---- folders ----------------------------------------------------------------------------------
+
+POOLED_FORMAT = "neurolang-pooled-classifier"
+
+
+def save_pooled(model: PooledSpikingClassifier, directory) -> None:
+    """Write a pooled classifier as a folder: ``config.json`` (format
+    ``neurolang-pooled-classifier``) and ``model.safetensors``."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from neurolang import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"format": POOLED_FORMAT, "neurolang_version": __version__,
+              "model": model.config.to_dict()}
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+
+
+def is_pooled_folder(directory) -> bool:
+    import json
+    from pathlib import Path
+
+    path = Path(directory) / "config.json"
+    try:
+        return json.loads(path.read_text()).get("format") == POOLED_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_pooled(directory) -> PooledSpikingClassifier:
+    """The model of a :func:`save_pooled` folder (float32, evaluation mode)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    data = json.loads((directory / "config.json").read_text())
+    model = PooledSpikingClassifier(PooledClassifierConfig.from_dict(data["model"]))
+    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    return model.eval()
