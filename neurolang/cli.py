@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     add_completion=False,
@@ -19,7 +20,8 @@ console = Console(width=max(Console().width, 120))
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # the message is plain text: brackets in it (``[distill]``) are not rich markup
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
     raise typer.Exit(code)
 
 
@@ -130,13 +132,15 @@ def _lava_parity(model_config, seed: int, batch_size: int) -> dict:
 
 
 def _register_commands() -> None:
+    from neurolang import bench
     from neurolang.distill import commands as distill_commands
     from neurolang.energy import commands as energy_commands
     from neurolang.export import commands as export_commands
 
     distill_commands.register(app, _fail)
-    export_commands.register(app)
+    export_commands.register(app, _fail)
     energy_commands.register(app, _fail)
+    bench.register(app, _fail)
 
 
 _register_commands()

@@ -128,6 +128,7 @@ def test_setup_lava_is_idempotent(lava_env):
 
 def test_simulate_command(lava_env, tmp_path, tiny_data_dir):
     transformers = pytest.importorskip("transformers")
+    from neurolang.cli import _fail as cli_fail
     from neurolang.distill.teachers import resolve_teacher_path
     from neurolang.export.commands import register
 
@@ -141,7 +142,7 @@ def test_simulate_command(lava_env, tmp_path, tiny_data_dir):
     tokenizer.save_pretrained(folder)
     export_nir(model, folder / "model.nir")
     app = typer.Typer()
-    register(app)
+    register(app, cli_fail)
     out = CliRunner().invoke(app, [
         "simulate", str(folder / "model.nir"), "--simulator", "lava", "--dataset", "sst2",
         "--split", "dev", "--samples", "6", "--data-dir", str(tiny_data_dir),

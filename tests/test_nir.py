@@ -17,6 +17,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from neurolang.cli import _fail as cli_fail
 from neurolang.config import preset
 from neurolang.export import NIRError, export_nir, import_nir, read_nir, to_nir
 from neurolang.export.commands import register
@@ -355,7 +356,7 @@ def test_format_module_imports_without_torch():
 @pytest.fixture()
 def cli():
     app = typer.Typer()
-    register(app)
+    register(app, cli_fail)
     return app
 
 

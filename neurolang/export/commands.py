@@ -18,11 +18,6 @@ console = Console(width=max(Console().width, 120))
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt")
 
 
-def _fail(message: str, code: int = 2):
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def _known_errors():
     from neurolang.checkpoint import CheckpointError
     from neurolang.config import ConfigError
@@ -38,8 +33,10 @@ def _has_tokenizer(folder: Path) -> bool:
     return folder.is_dir() and any((folder / f).is_file() for f in TOKENIZER_FILES)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``export``, ``import``, ``setup-lava`` and ``simulate`` to ``app``."""
+def register(app: typer.Typer, fail) -> None:
+    """Add ``export``, ``import``, ``setup-lava`` and ``simulate`` to ``app``;
+    ``fail(message)`` reports bad input (one line, non-zero exit)."""
+    _fail = fail
 
     @app.command("export")
     def export_command(
