@@ -13,6 +13,7 @@ from neurolang.distill.metrics import (
     f1_score,
     macro_f1,
     matthews_corrcoef,
+    selection_metrics,
 )
 
 # Binary example: TP = 2 (rows 0, 3), FP = 1 (row 1), FN = 1 (row 4), TN = 1 (row 2).
@@ -85,6 +86,50 @@ def test_gorodkin_equals_the_binary_formula_on_random_data():
         fn = np.sum((preds == 0) & (labels == 1))
         binary = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
         assert matthews_corrcoef(preds, labels) == pytest.approx(binary)
+
+
+def _mcc_by_covariance(preds, labels, classes):
+    """Gorodkin's definition, independently of the confusion-matrix formula: the correlation
+    of the one-hot matrices X (predictions) and Y (labels), cov(X, Y) = sum over classes of
+    the covariance of the indicator columns."""
+    x = np.eye(classes)[preds]
+    y = np.eye(classes)[labels]
+
+    def cov(a, b):
+        return float(((a - a.mean(0)) * (b - b.mean(0))).sum())
+
+    return cov(x, y) / math.sqrt(cov(x, x) * cov(y, y))
+
+
+@pytest.mark.parametrize("classes", [4, 5])
+def test_multiclass_mcc_equals_the_covariance_definition(classes):
+    rng = np.random.default_rng(classes)
+    for _ in range(10):
+        labels = rng.integers(0, classes, 300)
+        preds = np.where(rng.random(300) < 0.5, labels, rng.integers(0, classes, 300))
+        assert matthews_corrcoef(preds, labels) == pytest.approx(
+            _mcc_by_covariance(preds, labels, classes))
+
+
+def test_five_class_mcc_hand_worked():
+    # SST-5-like: confusion matrix (rows true) diag(2, 1, 1, 1, 2) plus one 0->1, one 3->4
+    labels = [0, 0, 0, 1, 2, 3, 3, 4, 4]
+    preds = [0, 0, 1, 1, 2, 3, 4, 4, 4]
+    # s = 9, c = 7, t = (3, 1, 1, 2, 2), p = (2, 2, 1, 1, 3): sum p t = 6+2+1+2+6 = 17
+    # (7 * 9 - 17) / sqrt((81 - (4+4+1+1+9)) * (81 - (9+1+1+4+4)))
+    expected = (63 - 17) / math.sqrt((81 - 19) * (81 - 19))
+    assert matthews_corrcoef(preds, labels) == pytest.approx(expected)
+    assert compute_metrics(["mcc"], np.eye(5)[preds], labels)["mcc"] == pytest.approx(expected)
+
+
+def test_selection_metric_override_is_added_to_the_reported_ones():
+    assert selection_metrics(["accuracy", "macro_f1"], "accuracy") == (
+        ["accuracy", "macro_f1"], "accuracy")
+    assert selection_metrics(["accuracy", "macro_f1"], "accuracy", "matthews_correlation") == (
+        ["accuracy", "macro_f1", "mcc"], "mcc")
+    assert selection_metrics(["f1", "accuracy"], "f1", "acc") == (["f1", "accuracy"], "accuracy")
+    with pytest.raises(ValueError, match="unknown metric 'kappa'"):
+        selection_metrics(["accuracy"], "accuracy", "kappa")
 
 
 def test_agrees_with_sklearn_when_installed():

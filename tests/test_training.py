@@ -258,3 +258,55 @@ def test_train_config_documented_defaults():
     assert config.distill.w_emb == 0.1 and config.distill.w_rep == 0.1
     assert Path("examples/sst2.toml").is_file()
     assert load_train_config("examples/sst2.toml").model.hidden_size == 384
+
+
+# ---- selection metric and sentence-pair tasks -----------------------------------------------
+
+
+def test_select_metric_is_validated_and_canonical():
+    config = load_train_config(None, {"distill.select_metric": "matthews_correlation",
+                                      "teacher.select_metric": "acc"})
+    assert config.distill.select_metric == "mcc" and config.teacher.select_metric == "accuracy"
+    assert load_train_config(None).distill.select_metric == ""  # the task's own
+    from neurolang.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown metric 'kappa'"):
+        load_train_config(None, {"distill.select_metric": "kappa"})
+    for name in ("cola", "rte", "mrpc", "sst5_roberta"):
+        assert load_train_config(f"examples/{name}.toml").data.task == name.split("_")[0]
+    assert load_train_config("examples/sst5_roberta.toml").distill.select_metric == "mcc"
+
+
+def test_pair_task_pipeline_selects_on_the_configured_metric(tmp_path, tiny_teacher):
+    """RTE-shaped pairs through both stages with a BERT teacher: the teacher gets segment ids,
+    the student reads [CLS] A [SEP] B [SEP] ids only; selection on F1 (not RTE's accuracy)."""
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "rte" / "amrnag_split"
+    if not source.is_dir():
+        pytest.skip("../shared/data is not available")
+    folder = tmp_path / "data" / "rte" / "amrnag_split"
+    folder.mkdir(parents=True)
+    for name, rows in (("train.tsv", 65), ("val.tsv", 32), ("dev.tsv", 41)):
+        lines = source.joinpath(name).read_text().splitlines()[:rows]
+        folder.joinpath(name).write_text("\n".join(lines) + "\n")
+    config = _config_file(tmp_path, tiny_teacher, tmp_path / "data")
+    text = config.read_text().replace('task = "sst2"', 'task = "rte"')
+    config.write_text(text)
+    out = tmp_path / "run"
+    # the tiny random teacher has a two-label head: it fits RTE's labels
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "-o", str(out),
+                                      "--set", "distill.select_metric=f1"])
+    assert result.exit_code == 0, result.output
+    distill = json.loads((out / "distill" / "results.json").read_text())
+    assert distill["selection_metric"] == "f1" and set(distill["dev"]) == {"accuracy", "f1"}
+    scored = [r for r in distill["history"] if "dev_f1" in r]
+    assert distill["best_epoch"] == max(scored, key=lambda r: r["dev_f1"])["epoch"]
+    from neurolang.data import load_task, tokenize
+    from neurolang.distill.teachers import load_teacher
+
+    teacher = load_teacher(tiny_teacher)
+    pairs = tokenize(load_task("rte", data_dir=tmp_path / "data")["validation"],
+                     teacher.tokenizer, 32)
+    ids = pairs[0]["input_ids"]
+    sep = teacher.tokenizer.sep_token_id
+    assert ids[0] == teacher.tokenizer.cls_token_id and ids.count(sep) == 2
+    assert set(pairs[0]["token_type_ids"]) == {0, 1} and teacher.uses_token_types

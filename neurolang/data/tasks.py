@@ -193,7 +193,9 @@ TASKS: dict[str, TaskSpec] = {
             files={TRAIN: ("sst5/stsa.fine.train",), VALIDATION: ("sst5/stsa.fine.dev",)},
             format="label_sentence",
             label_names=("very negative", "negative", "neutral", "positive", "very positive"),
-            metrics=("accuracy", "macro_f1"),
+            # SpikeBERT reports accuracy; multiclass MCC (IceSpike's metric) is reported too
+            # and selects with select_metric = "mcc"
+            metrics=("accuracy", "macro_f1", "mcc"),
         ),
         TaskSpec(
             name="mr",

@@ -85,13 +85,15 @@ class TeacherCache:
         logits = None
         order = np.argsort(lengths, kind="stable")
         teacher.eval().to(device)
-        has_types = "token_type_ids" in dataset.column_names
+        has_types = "token_type_ids" in dataset.column_names and teacher.uses_token_types
+        # pad with the tokenizer's pad id (RoBERTa: 1, and its position ids count non-pad ids)
+        pad_id = getattr(teacher.tokenizer, "pad_token_id", None) or 0
         with torch.no_grad():
             for start in tqdm(range(0, len(order), batch_size), desc=description, unit="batch"):
                 rows = order[start : start + batch_size]
                 batch = dataset[rows.tolist()]
                 width = int(lengths[rows].max())
-                ids = torch.zeros(len(rows), width, dtype=torch.long)
+                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
                 mask = torch.zeros(len(rows), width, dtype=torch.long)
                 types = torch.zeros(len(rows), width, dtype=torch.long)
                 for j, seq in enumerate(batch["input_ids"]):

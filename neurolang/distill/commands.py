@@ -1,5 +1,5 @@
 """The training commands: ``train``, ``predistill``, ``distill``, ``finetune-teacher``,
-``evaluate``."""
+``build-teacher``, ``evaluate``."""
 
 from __future__ import annotations
 
@@ -100,16 +100,67 @@ def register(app: typer.Typer, fail) -> None:
         epochs: int = typer.Option(2), lr: float = typer.Option(5e-5),
         batch_size: int = typer.Option(32), max_length: int = typer.Option(64),
         seed: int = typer.Option(0),
+        select_metric: str = typer.Option(None, help="Metric that picks the best epoch "
+                                          "(accuracy, f1, macro_f1, mcc; default: the "
+                                          "task's)."),
+        max_train_samples: int = typer.Option(None, help="Seeded subset of the train split."),
+        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
         data_dir: Path = typer.Option(None, help="Data folder (default: $NEUROLANG_DATA_DIR "
                                                  "or ../shared/data)."),
     ) -> None:
         """Fine-tune a BERT/RoBERTa teacher on a task; saves a transformers folder."""
+        import torch
+
         from neurolang.distill.teachers import finetune_teacher
 
+        if threads:
+            torch.set_num_threads(threads)
         results = _guard(fail, lambda: finetune_teacher(
             teacher, task, output, epochs=epochs, lr=lr, batch_size=batch_size,
-            max_length=max_length, seed=seed, data_dir=data_dir, overwrite=True))
+            max_length=max_length, seed=seed, data_dir=data_dir, overwrite=True,
+            selection_metric=select_metric, max_train_samples=max_train_samples))
         typer.echo(json.dumps({"dev": results["metrics"], "output": str(output)}))
+
+    @app.command("build-teacher")
+    def build_teacher_command(
+        output: Path = typer.Option(..., "--output", "-o", help="Folder to write (a normal "
+                                    "transformers RoBERTa folder with its tokenizer)."),
+        text: list[str] = typer.Option(["wikitext2"], "--text", help="Unlabelled text: "
+                                       "wikitext2, tinyshakespeare, a task name (its train "
+                                       "sentences, labels dropped) or a text file "
+                                       "(repeatable)."),
+        vocab_size: int = typer.Option(8000, help="Byte-level BPE vocabulary size."),
+        hidden_size: int = typer.Option(256), layers: int = typer.Option(4),
+        heads: int = typer.Option(4),
+        max_length: int = typer.Option(64, help="Tokens per pre-training block = the "
+                                               "model's positions."),
+        steps: int = typer.Option(400, help="MLM optimizer steps."),
+        batch_size: int = typer.Option(32), lr: float = typer.Option(5e-4),
+        max_minutes: float = typer.Option(None, help="Stop pre-training after this long."),
+        max_samples: int = typer.Option(None, help="Use at most this many texts (seeded)."),
+        seed: int = typer.Option(0),
+        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
+        data_dir: Path = typer.Option(None, help="Data folder (default: $NEUROLANG_DATA_DIR "
+                                                 "or ../shared/data)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing folder."),
+    ) -> None:
+        """Build a small RoBERTa teacher offline: byte-level BPE + brief MLM pre-training.
+
+        Then: neurolang finetune-teacher --teacher OUTPUT, or [teacher] name = "OUTPUT"."""
+        import torch
+
+        from neurolang.distill.build_teacher import build_roberta_teacher
+
+        if threads:
+            torch.set_num_threads(threads)
+        results = _guard(fail, lambda: build_roberta_teacher(
+            output, text, data_dir=data_dir, vocab_size=vocab_size, max_samples=max_samples,
+            overwrite=overwrite, hidden_size=hidden_size, num_layers=layers, num_heads=heads,
+            max_length=max_length, steps=steps, batch_size=batch_size, lr=lr,
+            max_minutes=max_minutes, seed=seed))
+        typer.echo(json.dumps({"output": str(output), "steps": results["steps"],
+                               "held_out_mlm_loss": results["held_out_mlm_loss"],
+                               "wall_time_s": results["wall_time_s"]}))
 
     @app.command()
     def evaluate(

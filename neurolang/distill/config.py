@@ -15,7 +15,13 @@ from typing import Any
 import tomllib
 
 from neurolang.config import ConfigError, SpikformerConfig, model_config_from_table
+from neurolang.distill.metrics import canonical_metric
 from neurolang.distill.trainer import OptimConfig
+
+
+def _check_metric(name: str) -> str:
+    """``""`` (the task's own selection metric) or a known metric's canonical name."""
+    return canonical_metric(name) if name else ""
 
 
 @dataclass
@@ -23,7 +29,13 @@ class TeacherConfig:
     """``name``: a folder or hub name of a BERT/RoBERTa encoder (``default``: the offline
     all-MiniLM-L6-v2). Stage 1 distils from it as it is; stage 2 from its fine-tuned version:
     ``finetuned`` (a folder with a classification head) if given, else the pipeline fine-tunes
-    ``name`` on the task with the settings below."""
+    ``name`` on the task with the settings below.
+
+    ``name`` may be a RoBERTa-family model as well as a BERT one (IceSpike: IceBERT, e.g. the
+    Hub name ``mideind/IceBERT-ic3`` when online; offline, a folder made by
+    ``neurolang build-teacher``): its own tokenizer, special tokens and pair encoding are used.
+    ``select_metric`` picks the best fine-tuning epoch (``""``: the task's selection metric;
+    ``accuracy``, ``f1``, ``macro_f1`` or ``mcc``, multiclass Matthews correlation)."""
 
     name: str = "default"
     finetuned: str = ""
@@ -31,6 +43,10 @@ class TeacherConfig:
     lr: float = 5e-5
     batch_size: int = 32
     max_length: int = 64
+    select_metric: str = ""
+
+    def __post_init__(self):
+        self.select_metric = _check_metric(self.select_metric)
 
 
 @dataclass
@@ -39,7 +55,14 @@ class DataConfig:
     ``data_dir``: where the named tasks live (default ``$NEUROLANG_DATA_DIR`` or
     ``../shared/data``); ``unlabelled``: stage-1 text sources (``wikitext2``,
     ``tinyshakespeare``, task names); ``max_unlabelled_samples`` caps them (seeded);
-    ``max_train_samples`` caps the task's train split (seeded; 0: all), for quick runs."""
+    ``max_train_samples`` caps the task's train split (a seeded subset, ``run.seed``; 0: all),
+    for quick runs: the teacher is fine-tuned and the student distilled on the same rows.
+
+    Sentence-pair tasks (rte, mrpc) are encoded by the teacher's tokenizer as it defines pairs
+    (BERT ``[CLS] A [SEP] B [SEP]``, RoBERTa ``<s> A </s></s> B </s>``). The teacher gets the
+    segment ids when it has segment embeddings; the Spikformer student has none and reads
+    only the token ids (the separator tokens and, with ``position_embedding``, the positions
+    tell it where the second sentence starts)."""
 
     task: str = "sst2"
     data_dir: str = ""
@@ -80,7 +103,9 @@ class IcsfdConfig:
 class DistillConfig(OptimConfig):
     """Stage 2: ``w_ce * CE + w_logit * T^2 KL(teacher || student) + w_emb * embedding MSE +
     w_rep * representation MSE [+ ICSFD]`` against the fine-tuned teacher (SpikeBERT's
-    weights: 0.1, 1.0, 0.1, 0.1; temperature 1)."""
+    weights: 0.1, 1.0, 0.1, 0.1; temperature 1). ``select_metric`` picks the best dev epoch
+    (``""``: the task's selection metric, e.g. MCC for CoLA, F1 for MRPC, accuracy else;
+    ``mcc`` selects on multiclass Matthews correlation as IceSpike does)."""
 
     epochs: float = 3.0
     lr: float = 5e-4
@@ -92,7 +117,12 @@ class DistillConfig(OptimConfig):
     w_rep: float = 0.1
     temperature: float = 1.0
     ignore_layers: int = 0
+    select_metric: str = ""
     icsfd: IcsfdConfig = field(default_factory=IcsfdConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.select_metric = _check_metric(self.select_metric)
 
 
 @dataclass

@@ -31,11 +31,13 @@ import numpy as np
 __all__ = [
     "METRICS",
     "accuracy",
+    "canonical_metric",
     "compute_metrics",
     "confusion_matrix",
     "f1_score",
     "macro_f1",
     "matthews_corrcoef",
+    "selection_metrics",
 ]
 
 
@@ -157,6 +159,28 @@ def _canonical(name: str) -> str:
         known = ", ".join(sorted(METRICS))
         raise ValueError(f"unknown metric {name!r}; known metrics: {known}")
     return key
+
+
+def canonical_metric(name: str) -> str:
+    """The registry name of a metric (``acc`` -> ``accuracy``, ``matthews_correlation`` ->
+    ``mcc``); ``ValueError`` listing the known ones for anything else."""
+    return _canonical(name)
+
+
+def selection_metrics(
+    task_metrics: Sequence[str], task_selection: str, override: str | None = None
+) -> tuple[list[str], str]:
+    """The metrics to report and the one that selects a checkpoint.
+
+    ``override`` (a config's ``select_metric``; empty or ``None``: the task's own
+    ``task_selection``) is added to the task's metrics when the task does not report it, so
+    that e.g. SST-5 can be selected on multiclass MCC as IceSpike does.
+    """
+    names = [_canonical(name) for name in task_metrics]
+    chosen = _canonical(override) if override else _canonical(task_selection)
+    if chosen not in names:
+        names.append(chosen)
+    return names, chosen
 
 
 def compute_metrics(task_metric_names: str | Sequence[str], preds: Any, labels: Any) -> dict:

