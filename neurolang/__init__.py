@@ -20,6 +20,7 @@ _EXPORTS = {
     "NeuronSpec": "neurolang.neurons",
     "lif_step": "neurolang.neurons",
     "Spikformer": "neurolang.spikformer",
+    "SpikeLM": "neurolang.spikelm",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -21,7 +21,8 @@ console = Console(width=max(Console().width, 120))
 
 def _fail(message: str, code: int = 2) -> None:
     # the message is plain text: brackets in it (``[distill]``) are not rich markup
-    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False,
+                  soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -29,7 +30,11 @@ def _model_config(config: Path | None, preset_name: str, overrides: list[str]):
     from neurolang.config import load_model_config, parse_override, preset
 
     base = load_model_config(config) if config else preset(preset_name)
-    return base.with_overrides(dict(parse_override(o) for o in overrides)) if overrides else base
+    values = {}
+    for key, value in (parse_override(o) for o in overrides):
+        # "model.neuron.kind" as in training configs, or "neuron.kind"
+        values[key.removeprefix("model.")] = value
+    return base.with_overrides(values) if values else base
 
 
 @app.command()
@@ -46,7 +51,8 @@ def backends() -> None:
         table.add_row(
             b.name,
             f"{b.library or 'torch'} {version}" if version else "[red]no[/]",
-            ", ".join(b.kinds), ", ".join(b.resets), " ".join(b.comparisons),
+            ", ".join(f"{k} (neurolang's)" if k in b.own_kinds else k for k in b.kinds),
+            ", ".join(b.resets), " ".join(b.comparisons),
             ", ".join(b.surrogates), ", ".join(str(d) for d in b.detach_reset),
         )
     console.print(table)
@@ -122,8 +128,8 @@ def _lava_parity(model_config, seed: int, batch_size: int) -> dict:
     for column in ("population", "torch spikes", "lava spikes", "count mismatches"):
         table.add_column(column, justify="right")
     for layer in lava["layers"]:
-        table.add_row(layer["population"], str(layer.get("torch", "-")),
-                      str(layer.get("lava", "-")), str(layer["count_mismatches"]))
+        table.add_row(layer["population"], str(layer.get(lava["reference"], "-")),
+                      str(layer.get(lava["other"], "-")), str(layer["count_mismatches"]))
     console.print(table)
     console.print(f"lava: total count mismatches {lava['total_count_mismatches']}, prediction "
                   f"agreement {lava['prediction_agreement']:.1%}, logits max |diff| "

@@ -12,6 +12,7 @@ from neurolang.neurons import NeuronSpec
 
 ENCODINGS = ("repeat", "heaviside")
 NORMS = ("layer", "batch")
+BLOCKS = ("spikformer", "spikelm")
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,11 @@ class SpikformerConfig:
         representation_taps: build SpikeBERT's per-block distillation projections ``rep_i``.
         initializer_range: std of the normal init of Linear and Embedding weights.
         norm_eps: epsilon of the norms.
+        block: the encoder block. ``"spikformer"`` (SpikeBERT, above); ``"spikelm"`` (SpikeLM,
+            ``neurolang.spikelm``): BERT's post-LayerNorm block with real-valued softmax
+            attention and GELU, the input of every Linear spiked by ``neuron``, the context
+            ``softmax(Q K^T) V`` spiked by ``attention_neuron``; ``attention_scale`` does not
+            apply (the scale is ``1/sqrt(head_dim)``) and ``norm`` must be ``"layer"``.
     """
 
     vocab_size: int = 30522
@@ -62,6 +68,7 @@ class SpikformerConfig:
     representation_taps: bool = True
     initializer_range: float = 0.02
     norm_eps: float = 1e-5
+    block: str = "spikformer"
 
     def __post_init__(self) -> None:
         positive = ("vocab_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
@@ -78,6 +85,10 @@ class SpikformerConfig:
             raise ConfigError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.block not in BLOCKS:
+            raise ConfigError(f"block must be one of {BLOCKS}, got {self.block!r}")
+        if self.block == "spikelm" and self.norm != "layer":
+            raise ConfigError("block 'spikelm' keeps BERT's LayerNorms: norm must be 'layer'")
         for name in ("neuron", "attention_neuron"):
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -127,9 +138,11 @@ class SpikformerConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
     def with_overrides(self, overrides: dict[str, Any]) -> SpikformerConfig:
-        """Apply ``{"depth": 2, "neuron.tau": 10.0}``-style overrides (dotted for neurons)."""
+        """Apply ``{"depth": 2, "neuron.tau": 10.0}``-style overrides (dotted for neurons; a
+        ``model.`` prefix, as in training configurations, is accepted)."""
         data = self.to_dict()
         for key, value in overrides.items():
+            key = key.removeprefix("model.")
             head, _, tail = key.partition(".")
             if tail:
                 if head not in ("neuron", "attention_neuron"):
@@ -234,6 +247,15 @@ PRESETS: dict[str, SpikformerConfig] = {
         position_embedding=True, neuron=_SPIKEBERT_NEURON,
         attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5),
     ),
+    # SpikeLM's block (neurolang.spikelm) at the size of "small": BERT's post-LayerNorm layer,
+    # softmax attention and GELU kept real-valued, the input of every Linear spiked by
+    # SpikeLM's elastic bi-spiking neuron (ternary spikes, amplitudes from the first batch).
+    "spikelm-small": SpikformerConfig(
+        hidden_size=256, depth=4, num_heads=8, mlp_ratio=4, time_steps=4, max_length=64,
+        position_embedding=True, encoding="repeat", block="spikelm",
+        neuron=NeuronSpec(kind="elastic_bispike"),
+        attention_neuron=NeuronSpec(kind="elastic_bispike"),
+    ),
     # For tests and parity checks: depth 2, T 4, tiny width. Its heads of 8 features over 16
     # tokens make far smaller counts (Q K^T) V than SpikeBERT's 96 over 128: scale 0.25, not
     # 0.125, keeps the attention neuron firing at realistic rates.
@@ -246,7 +268,8 @@ PRESETS: dict[str, SpikformerConfig] = {
 
 
 def preset(name: str, **overrides: Any) -> SpikformerConfig:
-    """A named preset (``spikebert``, ``spikebert-reference``, ``small``, ``tiny``)."""
+    """A named preset (``spikebert``, ``spikebert-reference``, ``small``, ``spikelm-small``,
+    ``tiny``)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return PRESETS[name].with_overrides(overrides) if overrides else PRESETS[name]

@@ -42,11 +42,13 @@ def record_spikes(model: nn.Module):
 
 
 def firing_rates(record: dict[str, torch.Tensor], folded_mask: torch.Tensor) -> dict[str, float]:
-    """Fraction of (real token, feature, step) sites that spiked, per population."""
+    """Fraction of (real token, feature, step) sites that spiked (a nonzero spike: graded
+    and signed spikes count once), per population."""
     rates = {}
     for name, spikes in record.items():
         keep = folded_mask.to(spikes.dtype).unsqueeze(-1)
-        rates[name] = float((spikes * keep).sum() / (keep.sum() * spikes.shape[-1]))
+        fired = (spikes != 0).to(spikes.dtype)
+        rates[name] = float((fired * keep).sum() / (keep.sum() * spikes.shape[-1]))
     return rates
 
 
@@ -72,21 +74,35 @@ def realistic_init(model: Spikformer, input_ids, attention_mask, seed: int,
     silent network proves nothing. Each population fed by a norm gets a random gain in
     [0.7, 1.5], random per-feature biases, and then, in forward order, a common bias shift
     found by bisection so that its firing rate on the given batch hits a target drawn from
-    ``band``. Returns the rates reached.
+    ``band``. A model whose populations are not fed by norms (SpikeLM) lists, in
+    ``rate_controls()``, the Norm or Linear steering each; a steering Linear first gets
+    weights N(0, 1/in_features). Returns the rates reached.
+
+    Populations with spike amplitudes (``elastic_bispike``) fire when ``|u| >= alpha/2``,
+    which a bias shift does not steer monotonically: in forward order, each gets its
+    ``alpha`` initialised on the batch (SpikeLM's first-batch rule, after everything before
+    it is set), then a common factor ``2^k`` on its norm's weight and bias, ``k`` found by
+    bisection; one without a norm (the attention neuron) keeps its first-batch ``alpha``.
     """
     gen = torch.Generator().manual_seed(seed)
     mask = fold_mask(attention_mask, model.config.time_steps)
     if model.config.encoding == "heaviside":
         # embeddings a little more often negative than positive: ~30% of inputs spike
         model.embedding.weight.sub_(0.5 * model.config.initializer_range)
-    # (population whose rate is steered, the norm feeding the steering)
-    steer = []
+    # (population whose rate is steered, the norm feeding the steering); a model whose
+    # populations are not fed by norms (SpikeLM) names a Norm or Linear for each
+    steer = list(model.rate_controls()) if hasattr(model, "rate_controls") else []
     for name, module in model.named_modules():
         if hasattr(module, "norm") and hasattr(module, "neuron") and isinstance(module.norm, Norm):
             steer.append((f"{name}.neuron", module.norm))
     for _, norm in steer:
-        n = norm.features
-        norm.weight.copy_(0.7 + 0.8 * torch.rand(n, generator=gen, dtype=torch.float64))
+        if isinstance(norm, Norm):
+            n = norm.features
+            norm.weight.copy_(0.7 + 0.8 * torch.rand(n, generator=gen, dtype=torch.float64))
+        else:  # a Linear: weights N(0, 1/in), so its outputs vary as much as its inputs
+            n = norm.out_features
+            norm.weight.copy_(torch.randn(norm.weight.shape, generator=gen,
+                                          dtype=torch.float64) / norm.in_features ** 0.5)
         norm.bias.copy_(0.3 * torch.randn(n, generator=gen, dtype=torch.float64))
 
     def rate_of(name: str) -> float:
@@ -94,18 +110,57 @@ def realistic_init(model: Spikformer, input_ids, attention_mask, seed: int,
             model(input_ids, attention_mask)
         return firing_rates({name: rec[name]}, mask)[name]
 
-    for name, norm in steer:
-        target = band[0] + (band[1] - band[0]) * float(torch.rand(1, generator=gen))
-        base = norm.bias.clone()
-        low, high = -4.0, 4.0
-        for _ in range(30):
-            mid = (low + high) / 2
-            norm.bias.copy_(base + mid)
-            if rate_of(name) < target:
-                low = mid
+    graded = {name: module for name, module in model.named_modules()
+              if isinstance(module, SpikingNeuron) and module.kind.amplitude}
+    if not graded:
+        for name, norm in steer:
+            target = band[0] + (band[1] - band[0]) * float(torch.rand(1, generator=gen))
+            base = norm.bias.clone()
+            low, high = -4.0, 4.0
+            for _ in range(30):
+                mid = (low + high) / 2
+                norm.bias.copy_(base + mid)
+                if rate_of(name) < target:
+                    low = mid
+                else:
+                    high = mid
+            norm.bias.copy_(base + (low + high) / 2)
+    else:
+        norms = dict(steer)
+        for name, module in model.named_modules():
+            if not isinstance(module, SpikingNeuron):
+                continue
+            norm = norms.get(name)
+            if module.kind.amplitude:
+                module.reset_alpha()
+                if norm is None:
+                    model(input_ids, attention_mask)  # sets alpha (and downstream ones)
+                    continue
+            if norm is None:
+                continue
+            target = band[0] + (band[1] - band[0]) * float(torch.rand(1, generator=gen))
+            weight, bias = norm.weight.clone(), norm.bias.clone()
+            if module.kind.amplitude:
+                model(input_ids, attention_mask)  # alpha from the unscaled norm
+                knob, low, high = "gain", -4.0, 4.0
             else:
-                high = mid
-        norm.bias.copy_(base + (low + high) / 2)
+                knob, low, high = "shift", -4.0, 4.0
+
+            def set_knob(k, knob=knob, norm=norm, weight=weight, bias=bias):
+                if knob == "gain":
+                    norm.weight.copy_(weight * 2.0 ** k)
+                    norm.bias.copy_(bias * 2.0 ** k)
+                else:
+                    norm.bias.copy_(bias + k)
+
+            for _ in range(30):
+                mid = (low + high) / 2
+                set_knob(mid)
+                if rate_of(name) < target:
+                    low = mid
+                else:
+                    high = mid
+            set_knob((low + high) / 2)
     with record_spikes(model) as rec:
         model(input_ids, attention_mask)
     return firing_rates(rec, mask)
@@ -187,8 +242,8 @@ def run_parity(config: SpikformerConfig, backends: list[str], seed: int = 0,
         report.populations.append(PopulationReport(
             name=pop,
             rate=rates[pop],
-            spikes={"reference": int(ref.sum()),
-                    **{b: int(results[b][0][pop].sum()) for b in backends}},
+            spikes={"reference": int((ref != 0).sum()),
+                    **{b: int((results[b][0][pop] != 0).sum()) for b in backends}},
             mismatches={b: int((results[b][0][pop] != ref).sum()) for b in backends},
         ))
     for b in backends:

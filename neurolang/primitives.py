@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neurolang.neurons import NeuronSpec, run_reference
+from neurolang.neurons import NEURON_KINDS, NeuronSpec, run_reference
 from neurolang.surrogate import spike
 
 
@@ -143,6 +143,12 @@ class SpikingNeuron(Primitive):
     population over the unfolded (T, B, ...) input; by default the reference step function of
     the kind, replaced by a backend's lowering (``neurolang.compile``). Neuron parameters that
     are learned live here, never in ``dynamics``, so every backend shares one ``state_dict``.
+
+    Kinds with graded spikes (``elastic_bispike``) hold their amplitudes here: ``alpha``, one
+    per time step (a buffer, or a parameter with ``spec.learn_alpha``), and
+    ``alpha_initialized``; both are in the ``state_dict``. The first forward call sets
+    ``alpha`` from its input (SpikeLM: ``2 * mean |u[t]|``, the kind's ``init_amplitude``),
+    the same on every backend; the dynamics are then called as ``dynamics(x_seq, alpha)``.
     """
 
     op = "neuron"
@@ -150,6 +156,14 @@ class SpikingNeuron(Primitive):
     def __init__(self, spec: NeuronSpec, time_steps: int):
         super().__init__()
         self.spec, self.time_steps = spec, time_steps
+        self.kind = NEURON_KINDS[spec.kind]
+        if self.kind.amplitude:
+            alpha = torch.ones(time_steps)
+            if spec.learn_alpha:
+                self.alpha = nn.Parameter(alpha)
+            else:
+                self.register_buffer("alpha", alpha)
+            self.register_buffer("alpha_initialized", torch.zeros((), dtype=torch.bool))
         self.set_dynamics(ReferenceDynamics(spec))
 
     @property
@@ -161,9 +175,25 @@ class SpikingNeuron(Primitive):
         no learned state and follow the dtype and device of their input."""
         object.__setattr__(self, "_dynamics", dynamics)
 
+    @torch.no_grad()
+    def initialize_alpha(self, x_seq: torch.Tensor) -> None:
+        """Set ``alpha`` from the (T, B, ...) input currents ``x_seq`` (done by the first
+        forward call; call it again, or :meth:`reset_alpha`, to re-initialise)."""
+        alpha = self.kind.init_amplitude(x_seq.detach(), self.spec, dtype=self.alpha.dtype)
+        self.alpha.copy_(alpha.to(self.alpha.device))
+        self.alpha_initialized.fill_(True)
+
+    def reset_alpha(self) -> None:
+        """Have the next forward call set ``alpha`` from its input again."""
+        self.alpha_initialized.fill_(False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.reshape(self.time_steps, -1, *x.shape[1:])
-        return self.dynamics(x_seq).reshape(x.shape)
+        if not self.kind.amplitude:
+            return self.dynamics(x_seq).reshape(x.shape)
+        if not bool(self.alpha_initialized):
+            self.initialize_alpha(x_seq)
+        return self.dynamics(x_seq, self.alpha.to(x_seq.dtype)).reshape(x.shape)
 
     def extra_repr(self) -> str:
         return f"{self.spec}, dynamics={type(self.dynamics).__name__}"
@@ -176,8 +206,8 @@ class ReferenceDynamics(nn.Module):
         super().__init__()
         self.spec = spec
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return run_reference(x_seq, self.spec)
+    def forward(self, x_seq: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        return run_reference(x_seq, self.spec, alpha)
 
 
 class SpikingAttentionProduct(Primitive):
@@ -211,6 +241,46 @@ class SpikingAttentionProduct(Primitive):
         else:
             y = (q @ k.transpose(-2, -1)) @ v
         return (y * self.scale).transpose(1, 2).reshape(tb, length, width)
+
+
+class SoftmaxAttention(Primitive):
+    """Real-valued multi-head attention (BERT's): ``Y = softmax(Q K^T / sqrt(d_h)) V`` per head.
+
+    Q, K, V are (T*B, L, D), split into ``num_heads`` heads of ``d_h = D / num_heads``; every
+    step attends within itself (the steps are folded into the batch). With ``masked``, padded
+    keys (``mask == 0``) get the lowest finite score, so their weight is 0 for any sequence
+    with a real token. No spikes: Q, K, V may be real-valued or spikes of any amplitude.
+    """
+
+    op = "softmax_attention"
+
+    def __init__(self, num_heads: int, masked: bool):
+        super().__init__()
+        self.num_heads, self.masked = num_heads, masked
+
+    def forward(self, q, k, v, mask: torch.Tensor) -> torch.Tensor:
+        tb, length, width = q.shape
+        heads = self.num_heads
+
+        def split(x):
+            return x.reshape(tb, length, heads, width // heads).transpose(1, 2)
+
+        q, k, v = split(q), split(k), split(v)
+        scores = (q @ k.transpose(-2, -1)) * (width // heads) ** -0.5
+        if self.masked:
+            padded = (mask == 0)[:, None, None, :]
+            scores = scores.masked_fill(padded, torch.finfo(scores.dtype).min)
+        y = torch.softmax(scores, dim=-1) @ v
+        return y.transpose(1, 2).reshape(tb, length, width)
+
+
+class GELU(Primitive):
+    """``y = x * Phi(x)``, the exact (erf) GELU of BERT, elementwise."""
+
+    op = "gelu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.gelu(x)
 
 
 class TokenMean(Primitive):

@@ -110,7 +110,18 @@ class Spikformer(nn.Module):
 
     ``logits`` (B, C); ``logits_per_step`` (T*B, C); with ``output_representations``, also
     ``representations``: SpikeBERT's taps ``rep_i`` (B, L, D), one per block.
+
+    ``Spikformer(config)`` builds the model ``config.block`` names: with ``"spikelm"`` it
+    returns a :class:`neurolang.spikelm.SpikeLM` (same interface), so every caller that builds
+    a model from a configuration (training, checkpoints, backends, parity) builds either.
     """
+
+    def __new__(cls, config: SpikformerConfig | None = None, *args, **kwargs):
+        if cls is Spikformer and config is not None and config.block == "spikelm":
+            from neurolang.spikelm import SpikeLM
+
+            return SpikeLM(config)
+        return super().__new__(cls)
 
     def __init__(self, config: SpikformerConfig):
         super().__init__()

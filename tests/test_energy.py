@@ -219,6 +219,38 @@ def test_non_binary_input_to_a_synaptic_layer_is_refused():
         count_batches(model, [_hand_batch()])
 
 
+def test_graded_spikes_count_as_events():
+    """SpikeLM's elastic bi-spiking neurons: every nonzero spike (+alpha or -alpha) is one
+    event; recorded independently with hooks and compared with the counter's SOPs."""
+    from neurolang.config import preset
+    from neurolang.energy.counting import attention_sops
+    from neurolang.parity import probe_batch, realistic_init
+    from neurolang.primitives import fold_mask
+
+    config = preset("tiny", num_labels=2).with_overrides(
+        {"neuron.kind": "elastic_bispike", "attention_neuron.kind": "elastic_bispike"})
+    ids, mask, *_ = probe_batch(config, 3, seed=1)
+    model = Spikformer(config).double()
+    realistic_init(model, ids, mask, seed=1)
+    model.eval()
+    seen: dict[str, torch.Tensor] = {}
+    block = model.blocks[0]
+    for name, module in (("fc2_in", block.mlp.fc2.linear), ("product", block.attention.product)):
+        module.register_forward_hook(
+            lambda m, args, out, name=name: seen.__setitem__(name, [a.clone() for a in args[:3]]))
+    counts, _ = count_batches(model, [{"input_ids": ids, "attention_mask": mask}])
+    keep = fold_mask(mask, config.time_steps).bool()           # (T*B, L)
+    x = seen["fc2_in"][0]
+    assert bool((x < 0).any()) and bool((x > 0).any()), "the probe should spike both ways"
+    events = int(((x != 0) & keep[..., None]).sum())
+    assert counts.layers["blocks.0.mlp.fc2.linear"].sops == events * config.hidden_size
+    q, k, v = ((t != 0).double() for t in seen["product"])
+    expected = attention_sops(q, k, v, keep, config.num_heads)
+    assert counts.layers["blocks.0.attention.product"].sops == (
+        expected["sops_qk"] + expected["sops_av"])
+    assert counts.layers["blocks.0.mlp.fc1.neuron"].spikes == events
+
+
 def test_energy_models_price_the_hand_counts():
     model = _hand_model()
     counts, _ = count_batches(model, [_hand_batch()])

@@ -21,7 +21,8 @@ def _check(report, backends):
         assert report.grad_max_diff[b] < 1e-10
     # every population is compared, and the reference itself spiked
     encoder = report.config["encoding"] == "heaviside"
-    assert len(report.populations) == report.config["depth"] * 7 + encoder
+    per_block = 6 if report.config.get("block") == "spikelm" else 7
+    assert len(report.populations) == report.config["depth"] * per_block + encoder
     assert all(p.spikes["reference"] > 0 for p in report.populations)
 
 
@@ -49,6 +50,36 @@ def test_depth2_t4_spikformer_all_backends_float64(seed):
 def test_parity_across_settings(overrides, backends):
     config = preset("tiny").with_overrides(overrides)
     _check(run_parity(config, backends, seed=3, check_float32=False), backends)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # SpikeLM's elastic bi-spiking neurons (ternary spikes, first-batch amplitudes)
+        {"neuron.kind": "elastic_bispike", "attention_neuron.kind": "elastic_bispike"},
+        # the same block with LIF neurons; the context averages binary V spikes: threshold 0.25
+        {"attention_neuron.v_threshold": 0.25},
+    ],
+    ids=["elastic_bispike", "lif"],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_spikelm_block_all_backends_float64(overrides, seed):
+    config = preset("tiny", block="spikelm", encoding="repeat", **overrides)
+    report = run_parity(config, ALL, seed=seed, check_float32=False)
+    _check(report, ALL)
+    names = [p.name for p in report.populations]
+    assert "blocks.1.attention.context_neuron" in names and "blocks.1.ffn.hidden_neuron" in names
+
+
+def test_parity_cli_spikelm_block(tmp_path):
+    out = tmp_path / "parity.json"
+    result = CliRunner().invoke(app, ["parity", "--set", "model.block=spikelm", "--set",
+                                      "encoding=repeat", "--set", "neuron.kind=elastic_bispike",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["config"]["block"] == "spikelm" and report["total_mismatches"] == 0
+    assert "blocks.0.attention.context_neuron" in [p["name"] for p in report["populations"]]
 
 
 def test_float32_agreement_is_reported():

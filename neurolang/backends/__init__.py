@@ -37,7 +37,10 @@ class Backend:
         library: the Python package it needs (None: torch only).
         description: one line for ``neurolang backends``.
         kinds, resets, comparisons, surrogates, detach_reset: the settings of
-            :class:`~neurolang.neurons.NeuronSpec` it computes exactly.
+            :class:`~neurolang.neurons.NeuronSpec` it computes exactly (the LIF settings are
+            checked for LIF populations only).
+        own_kinds: the kinds it computes with neurolang's implementation rather than the
+            library's (the library has no such neuron); ``neurolang backends`` marks them.
         notes: what a user should know (what is the library's own and what is neurolang's).
     """
 
@@ -50,6 +53,7 @@ class Backend:
     surrogates: tuple[str, ...] = ("atan", "sigmoid", "triangle", "straight_through")
     detach_reset: tuple[bool, ...] = (False, True)
     notes: list[str] = field(default_factory=list)
+    own_kinds: tuple[str, ...] = ()
 
     def available(self) -> bool:
         return self.library is None or importlib.util.find_spec(self.library) is not None
@@ -64,13 +68,14 @@ class Backend:
 
     def problems(self, spec: NeuronSpec) -> list[str]:
         """Every setting of ``spec`` this backend cannot compute exactly, as messages."""
-        checks = [
-            ("kind", spec.kind, self.kinds),
-            ("reset", spec.reset, self.resets),
-            ("threshold_comparison", spec.threshold_comparison, self.comparisons),
-            ("surrogate", spec.surrogate, self.surrogates),
-            ("detach_reset", spec.detach_reset, self.detach_reset),
-        ]
+        checks = [("kind", spec.kind, self.kinds)]
+        if spec.kind == "lif":
+            checks += [
+                ("reset", spec.reset, self.resets),
+                ("threshold_comparison", spec.threshold_comparison, self.comparisons),
+                ("surrogate", spec.surrogate, self.surrogates),
+                ("detach_reset", spec.detach_reset, self.detach_reset),
+            ]
         return [
             f"{setting}={value!r} (supported: {', '.join(repr(s) for s in allowed)})"
             for setting, value, allowed in checks

@@ -12,6 +12,10 @@ for ``detach_reset=True`` neurolang passes those same resets with the spike deta
 Norse's ``reset_method`` parameter. The surrogate is Norse's own ``triangle``
 (``alpha * relu(1 - |x|)``); Norse 1.1.0 has no atan, sigmoid or straight-through surrogate
 and no ``>=`` comparison, so those are refused.
+
+Elastic bi-spiking neurons (``kind="elastic_bispike"``, SpikeLM) are NOT Norse's: Norse 1.1.0
+has no ternary spike ``alpha * {-1, 0, 1}`` with a spike-dependent decay, so this backend runs
+neurolang's own ``neurolang.backends.pytorch.FusedElasticBiSpike`` for them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from norse.torch.module.lif_box import LIFBoxCell, LIFBoxParameters
 from torch import nn
 
 from neurolang.backends import Backend
+from neurolang.backends.pytorch import FusedElasticBiSpike
 from neurolang.neurons import NeuronSpec
 
 
@@ -83,6 +88,8 @@ class NorseLIF(nn.Module):
 
 class NorseBackend(Backend):
     def lower(self, spec: NeuronSpec) -> nn.Module:
+        if spec.kind == "elastic_bispike":
+            return FusedElasticBiSpike(spec)  # neurolang's: Norse has no ternary neuron
         return NorseLIF(spec)
 
 
@@ -90,11 +97,15 @@ BACKEND = NorseBackend(
     name="norse",
     library="norse",
     description="norse LIFBoxCell neurons (dt = 1), stepped over T",
+    kinds=("lif", "elastic_bispike"),
+    own_kinds=("elastic_bispike",),
     comparisons=(">",),
     surrogates=("triangle",),
     notes=[
         "neurons: norse LIFBoxCell with Norse's triangle surrogate; detach_reset through "
         "Norse's reset_method parameter",
         "refuses surrogates other than 'triangle' and threshold_comparison '>='",
+        "elastic_bispike: NOT Norse's: neurolang's FusedElasticBiSpike (Norse 1.1.0 has no "
+        "ternary neuron with spike-dependent decay)",
     ],
 )

@@ -35,7 +35,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from neurolang.backends import Backend
-from neurolang.neurons import NeuronSpec
+from neurolang.neurons import NeuronSpec, elastic_bispike_initial_state, elastic_bispike_step
 from neurolang.surrogate import heaviside, spike, surrogate_derivative
 
 KERNELS = ("auto", "compile", "eager")
@@ -304,10 +304,131 @@ class FusedLIF(nn.Module):
 MultiStepLIF = FusedLIF  # the name of the torch backend's neuron before fusion
 
 
+# --------------------------------------------------------------------------------------------
+# Elastic bi-spiking neurons (SpikeLM): neurolang's own multi-step implementation
+
+
+def _elastic_forward(x: torch.Tensor, alpha: torch.Tensor, keep_u: bool):
+    """``elastic_bispike_step`` over (T, N) inputs with (T,) amplitudes, in its order."""
+    carry = torch.zeros_like(x[0])
+    spikes, membranes = [], []
+    for t in range(x.shape[0]):
+        a = alpha[t]
+        u = carry + x[t]
+        s = a * torch.clamp(torch.round(u / a), -1, 1)
+        carry = 0.25 * (a - s) * u
+        spikes.append(s)
+        if keep_u:
+            membranes.append(u)
+    return torch.stack(spikes), (torch.stack(membranes) if keep_u else None)
+
+
+def _elastic_backward(gs: torch.Tensor, u_seq: torch.Tensor, alpha: torch.Tensor):
+    """BPTT of ``elastic_bispike_step`` by hand: (dL/dx (T, N), dL/dalpha (T,)).
+
+    With ``c[t] = 0.25 (alpha - s) u`` carried into ``u[t+1]`` and ``gc = dL/dc[t] =
+    dL/du[t+1]`` (zero after the last step), ``r = u/alpha``, ``m = [|r| <= 1]``:
+    ``dL/ds = gs[t] - 0.25 u gc``; ``dL/du = 0.25 (alpha - s) gc + m dL/ds``;
+    ``dL/dalpha[t] = sum(dL/ds (q - m r)) + sum(0.25 u gc)``; ``dL/dx[t] = dL/du[t]``.
+    """
+    grads_x, grads_a = [], []
+    gc = None
+    for t in range(u_seq.shape[0] - 1, -1, -1):
+        a, u = alpha[t], u_seq[t]
+        r = u / a
+        q = torch.clamp(torch.round(r), -1, 1)
+        inside = (r.abs() <= 1).to(u.dtype)
+        g_s = gs[t]
+        if gc is not None:
+            g_s = g_s - 0.25 * u * gc
+        g_u = g_s * inside
+        g_a = (g_s * (q - r * inside)).sum()
+        if gc is not None:
+            g_u = g_u + 0.25 * (a - a * q) * gc
+            g_a = g_a + (0.25 * u * gc).sum()
+        grads_x.append(g_u)
+        grads_a.append(g_a)
+        gc = g_u
+    grads_x.reverse()
+    grads_a.reverse()
+    return torch.stack(grads_x), torch.stack(grads_a)
+
+
+class _FusedElasticFunction(torch.autograd.Function):
+    """Spikes of a (T, N) input; saves the membranes u (T, N) and the amplitudes."""
+
+    @staticmethod
+    def forward(ctx, x, alpha):  # noqa: D102
+        s, u = _elastic_forward(x.detach(), alpha.detach(), keep_u=True)
+        ctx.save_for_backward(u, alpha.detach())
+        return s
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_spikes):  # noqa: D102
+        u, alpha = ctx.saved_tensors
+        gx, ga = _elastic_backward(grad_spikes.contiguous(), u, alpha)
+        return gx, (ga if ctx.needs_input_grad[1] else None)
+
+
+def elastic_bispike_multistep(x_seq: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Spikes (T, ...) of an elastic bi-spiking population driven by ``x_seq`` (T, ...) with
+    amplitudes ``alpha`` (T,): ``neurolang.neurons.elastic_bispike_step`` fused into one
+    autograd node (straight-through BPTT; LSQ gradient for ``alpha`` when it needs one)."""
+    if alpha.shape != (x_seq.shape[0],):
+        raise ValueError(f"alpha must have one value per time step ({x_seq.shape[0]}), got "
+                         f"shape {tuple(alpha.shape)}")
+    x = x_seq.reshape(x_seq.shape[0], -1)
+    alpha = alpha.to(x.dtype)
+    needs_grad = x.requires_grad or alpha.requires_grad
+    if torch.is_grad_enabled() and needs_grad:
+        s = _FusedElasticFunction.apply(x, alpha)
+    else:
+        s = _elastic_forward(x, alpha, keep_u=False)[0]
+    return s.view(x_seq.shape)
+
+
+class FusedElasticBiSpike(nn.Module):
+    """Elastic bi-spiking neurons over (T, B, ...) inputs: :func:`elastic_bispike_multistep`.
+
+    neurolang's own implementation of SpikeLM's neuron; the snnTorch and Norse backends,
+    whose libraries have no ternary neuron, use it too. ``alpha`` is the population's
+    (``SpikingNeuron.alpha``), passed at each call.
+    """
+
+    def __init__(self, spec: NeuronSpec):
+        super().__init__()
+        if spec.kind != "elastic_bispike":
+            raise ValueError(f"FusedElasticBiSpike runs elastic_bispike neurons, not {spec.kind!r}")
+        self.spec = spec
+
+    def forward(self, x_seq: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        return elastic_bispike_multistep(x_seq, alpha)
+
+
+class StepwiseElasticBiSpike(nn.Module):
+    """The unfused form: ``elastic_bispike_step`` at each step with autograd."""
+
+    def __init__(self, spec: NeuronSpec):
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, x_seq: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        carry = elastic_bispike_initial_state(x_seq[0], self.spec)
+        spikes = []
+        for t in range(x_seq.shape[0]):
+            s, carry = elastic_bispike_step(x_seq[t], carry, self.spec, alpha[t])
+            spikes.append(s)
+        return torch.stack(spikes)
+
+
 class TorchBackend(Backend):
-    """Lowers to :class:`FusedLIF`, or :class:`StepwiseLIF` with ``fused=False``."""
+    """Lowers LIF to :class:`FusedLIF` (:class:`StepwiseLIF` with ``fused=False``), elastic
+    bi-spiking to :class:`FusedElasticBiSpike` (:class:`StepwiseElasticBiSpike`)."""
 
     def lower(self, spec: NeuronSpec, fused: bool = True) -> nn.Module:
+        if spec.kind == "elastic_bispike":
+            return FusedElasticBiSpike(spec) if fused else StepwiseElasticBiSpike(spec)
         return FusedLIF(spec) if fused else StepwiseLIF(spec)
 
 
@@ -315,9 +436,12 @@ BACKEND = TorchBackend(
     name="torch",
     library=None,
     description="plain PyTorch, fused multi-step neurons over (T, B, ...): the fast path",
+    kinds=("lif", "elastic_bispike"),
     notes=[
         "computes every neuron setting exactly",
         "neurons: one autograd node over all T steps, saving only the membranes; compiled "
         "kernels on CPU (NEUROLANG_LIF_KERNEL=eager|compile|auto)",
+        "elastic_bispike: neurolang's own fused multi-step implementation "
+        "(FusedElasticBiSpike, eager kernels)",
     ],
 )

@@ -10,6 +10,11 @@ step of the spike, as the reference does. The spike function is neurolang's (pas
 snnTorch's own ``spike_grad`` argument) because snnTorch's surrogates return float32 spikes and
 so round float64 gradients; it also carries the threshold comparison.
 
+Elastic bi-spiking neurons (``kind="elastic_bispike"``, SpikeLM) are NOT snnTorch's:
+snnTorch 1.0.0 has no ternary spike ``alpha * {-1, 0, 1}`` with a spike-dependent decay and
+nothing it has composes to one exactly, so this backend runs neurolang's own
+``neurolang.backends.pytorch.FusedElasticBiSpike`` for them (``neurolang backends`` says so).
+
 Refused, because snnTorch 1.0.0 computes something else:
 - ``reset="subtract"`` without delay subtracts the threshold twice when the membrane is still
   above threshold after a reset (an input above 2 * threshold in one step);
@@ -24,6 +29,7 @@ import torch
 from torch import nn
 
 from neurolang.backends import Backend
+from neurolang.backends.pytorch import FusedElasticBiSpike
 from neurolang.neurons import NeuronSpec
 from neurolang.surrogate import spike_function
 
@@ -65,6 +71,8 @@ class SnnTorchLIF(nn.Module):
 
 class SnnTorchBackend(Backend):
     def lower(self, spec: NeuronSpec) -> nn.Module:
+        if spec.kind == "elastic_bispike":
+            return FusedElasticBiSpike(spec)  # neurolang's: snnTorch has no ternary neuron
         return SnnTorchLIF(spec)
 
 
@@ -72,6 +80,8 @@ BACKEND = SnnTorchBackend(
     name="snntorch",
     library="snntorch",
     description="snntorch.Leaky neurons (reset_delay=False), stepped over T",
+    kinds=("lif", "elastic_bispike"),
+    own_kinds=("elastic_bispike",),
     resets=("zero",),
     detach_reset=(False,),
     notes=[
@@ -79,5 +89,7 @@ BACKEND = SnnTorchBackend(
         "(snnTorch's surrogates return float32)",
         "refuses reset='subtract' (double subtraction without reset delay) and "
         "detach_reset=True (spike and reset share one tensor)",
+        "elastic_bispike: NOT snnTorch's: neurolang's FusedElasticBiSpike (snnTorch 1.0.0 has "
+        "no ternary neuron with spike-dependent decay)",
     ],
 )

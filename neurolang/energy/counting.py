@@ -41,6 +41,12 @@ padded position costs nothing, as if every sample ran alone at its own length.
   read, no arithmetic). **Encode** with ``repeat``: 0 (a copy).
 * **Means** (over tokens, over time): one addition per real input element and one
   multiplication (counted as a MAC) per output.
+* **Graded spikes** (SpikeLM's elastic bi-spiking neurons, ``alpha[t] * {-1, 0, 1}``): a
+  nonzero spike is one event (a graded spike on Loihi 2 carries its value) and costs what a
+  binary spike costs: ``out_features`` accumulates into a Linear (the amplitude, one number per
+  population and step, scales the result once per output, like a bias: not counted), one
+  accumulate per coincident nonzero pair in ``Q K^T``, and so on. The rules above then hold
+  with ``[x != 0]`` in place of the binary spike.
 """
 
 from __future__ import annotations
@@ -69,6 +75,11 @@ TOKEN, TOKEN_STEP, SAMPLE_STEP, SAMPLE = "token", "token_step", "sample_step", "
 
 class CountingError(ValueError):
     """A model or a simulator's report cannot be counted under the rules."""
+
+
+COUNTED_OPS = ("input", "fold_mask", "embedding", "position_embedding", "encode", "neuron",
+               "linear", "norm", "attention_product", "add", "token_mean", "time_mean")
+"""The graph operations the rules above cover; a model with any other is refused."""
 
 
 @dataclass
@@ -190,15 +201,28 @@ class CountingPlan:
         self.model = model
         self.time_steps: int = model.config.time_steps
         self.graph: Graph = trace(model)
+        uncounted: dict[str, str] = {}  # op -> its first node
+        for name, n in self.graph.nodes.items():
+            if n.op not in COUNTED_OPS:
+                uncounted.setdefault(n.op, name)
+        if uncounted:
+            where = ", ".join(f"{op} ({name})" for op, name in sorted(uncounted.items()))
+            block = getattr(model.config, "block", "spikformer")
+            raise CountingError(
+                f"no energy counting rule for {where}: the rules cover the Spikformer "
+                f"block's primitives only, this model has block={block!r} (SpikeLM: "
+                "real-valued softmax attention and GELU are not counted)")
         self.nodes: dict[str, Node] = {
             name: node for name, node in self.graph.nodes.items()
             if node.op not in ("input", "fold_mask")
         }
         self.spiking: dict[str, bool] = {}
+        self.graded: dict[str, bool] = {}  # spikes alpha[t] * {-1, 0, 1} (amplitude kinds)
         self.width: dict[str, int] = {}
         self.rows: dict[str, str] = {}
         for name, node in self.nodes.items():
             self.spiking[name] = self._is_spiking(node)
+            self.graded[name] = node.op == "neuron" and node.module.kind.amplitude
             self.width[name] = self._width(node)
             self.rows[name] = self._rows(node)
         self.module_names: dict[int, str] = {}
@@ -380,7 +404,8 @@ class OpCounter:
         node = plan.nodes[name]
         if plan.spiking[name]:
             keep = self._keep(plan.rows[name], out).to(out.device)
-            _check_binary(out, keep[..., None], f"{name} (output)")
+            if not plan.graded[name]:
+                _check_binary(out, keep[..., None], f"{name} (output)")
             spikes = int(((out != 0) & keep[..., None]).sum())
             layer.spikes += spikes
             layer.neuron_updates += int(keep.sum()) * out.shape[-1]
@@ -396,7 +421,8 @@ class OpCounter:
             layer.input_elements += real_rows * x.shape[-1]
             layer.input_nonzero = (layer.input_nonzero or 0) + nonzero
             if plan.spiking[source]:
-                _check_binary(x, keep, f"{name} (input from {source})")
+                if not plan.graded[source]:
+                    _check_binary(x, keep, f"{name} (input from {source})")
                 layer.sops += nonzero * node.module.out_features
             else:
                 layer.macs += real_rows * node.module.in_features * node.module.out_features
@@ -415,10 +441,10 @@ class OpCounter:
             layer.macs += macs * elements
             layer.adds += adds * elements
         elif op == "attention_product":
-            q, k, v = args[:3]
-            keep = self._masks[TOKEN_STEP].to(q.device)
-            for tensor, which in ((q, "Q"), (k, "K"), (v, "V")):
-                _check_binary(tensor, keep[..., None], f"{name} ({which})")
+            keep = self._masks[TOKEN_STEP].to(args[0].device)
+            sources = zip(args[:3], plan.data_inputs(node), "QKV", strict=True)
+            q, k, v = (self._events(tensor, source, keep, f"{name} ({which})")
+                       for tensor, source, which in sources)
             found = attention_sops(q, k, v, keep, node.module.num_heads)
             layer.sops += found["sops_qk"] + found["sops_av"]
             for key, value in found.items():
@@ -432,6 +458,14 @@ class OpCounter:
             x = args[0]
             layer.adds += int(self._keep(TOKEN, x).sum()) * x.shape[-1]
         # embedding (a lookup) and encode with "repeat" (a copy) cost nothing
+
+    def _events(self, x: torch.Tensor, source: str, keep: torch.Tensor, where: str):
+        """The spike events of ``x`` from population ``source`` as 0/1: binary spikes checked
+        as they are, graded spikes as ``[x != 0]``."""
+        if self.plan.graded.get(source):
+            return (x != 0).to(x.dtype)
+        _check_binary(x, keep[..., None], where)
+        return x
 
     def _count_adds(self, tokens: int, samples: int) -> None:
         plan = self.plan

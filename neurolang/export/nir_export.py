@@ -23,6 +23,7 @@ from neurolang.export.nir_format import (
     DEFAULT_DT,
     FORMAT,
     FORMAT_VERSION,
+    ElasticBiSpike,
     Embedding,
     LayerNorm,
     NIRError,
@@ -178,6 +179,21 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
                 nodes[name] = LayerNorm(_np(module.weight), _np(module.bias),
                                         np.array([module.eps], dtype=np.float64))
                 problems.append(f"{name} (neurolang.LayerNorm)")
+            connect(data_in[0], name)
+            alias[name] = name
+        elif op == "neuron" and module.kind.amplitude:  # elastic_bispike
+            if not bool(module.alpha_initialized):
+                raise NIRError(f"{name}: its spike amplitudes alpha are not initialised yet "
+                               "(they are set by the model's first forward pass on data)")
+            if module.alpha.shape != (model.config.time_steps,):
+                raise NIRError(f"{name}: alpha has shape {tuple(module.alpha.shape)}, not one "
+                               "value per time step")
+            d = width[data_in[0]]
+            nodes[name] = ElasticBiSpike(
+                _np(module.alpha), np.array([d]),
+                metadata={"neurolang.neuron": _spec_json(module.spec)})
+            problems.append(f"{name} (neurolang.ElasticBiSpike: graded signed spikes)")
+            width[name] = d
             connect(data_in[0], name)
             alias[name] = name
         elif op == "neuron":
@@ -396,6 +412,9 @@ def from_nir_graph(graph: nir.NIRGraph, dtype: torch.dtype = torch.float64) -> n
     """The neurolang model a neurolang NIR graph describes (torch reference dynamics)."""
     meta = read_metadata(graph)
     model = build_model(meta).to(dtype)
+    for module in model.modules():  # amplitudes come from the file, not from data
+        if isinstance(module, SpikingNeuron) and module.kind.amplitude:
+            module.alpha_initialized.fill_(True)
     flat = flatten(graph)
     expected = flatten(to_nir(model, dt=meta["dt"]))
     _same_structure(flat, expected)
@@ -444,6 +463,21 @@ def from_nir_graph(graph: nir.NIRGraph, dtype: torch.dtype = torch.float64) -> n
                                    f"configuration's {module.eps}")
                 module.weight.copy_(tensor(node.weight, module.weight, f"{name}.weight"))
                 module.bias.copy_(tensor(node.bias, module.bias, f"{name}.bias"))
+        elif op == "neuron" and module.kind.amplitude:
+            want = module.spec
+            text = (node.metadata or {}).get("neurolang.neuron")
+            try:
+                found = json.loads(text) if isinstance(text, str) else None
+            except json.JSONDecodeError:
+                found = None
+            if not isinstance(found, dict) or found.get("kind") != want.kind:
+                raise NIRError(f"{name}: the file's neurolang.neuron metadata does not describe "
+                               f"the configured {want.kind} neuron")
+            alpha = np.asarray(node.alpha, dtype=np.float64)
+            if alpha.shape != tuple(module.alpha.shape):
+                raise NIRError(f"{name}: {alpha.size} spike amplitudes in the file, the model "
+                               f"has {module.time_steps} time steps")
+            module.alpha.copy_(tensor(alpha, module.alpha, f"{name}.alpha"))
         elif op == "neuron":
             spec = lif_spec(node, dt, name)
             want = module.spec

@@ -279,9 +279,42 @@ class LIF(ExtensionNode):
         return {k: data[k] for k in ("tau", "r", "v_leak", "v_threshold", "reset", "comparison")}
 
 
+@dataclass(eq=False)
+class ElasticBiSpike(ExtensionNode):
+    """SpikeLM's elastic bi-spiking population: graded, signed spikes ``alpha[t] * {-1, 0, 1}``.
+
+    Per neuron, for step ``t = 0..T-1`` of a sample (``c = 0`` before the first step)::
+
+        u = c + x[t];  s[t] = alpha[t] * clamp(round_half_even(u / alpha[t]), -1, 1)
+        c = (0.25 * (alpha[t] - s[t])) * u
+
+    ``alpha`` (T,) holds one amplitude per time step for the whole population (``T`` is the
+    file's ``time_steps``); ``features`` is the population's width.
+    """
+
+    TYPE: ClassVar[str] = "neurolang.ElasticBiSpike"
+    alpha: np.ndarray
+    features: np.ndarray
+
+    def __post_init__(self):
+        self.alpha = _array(self.alpha)
+        self.features = _array(self.features, np.int64)
+        if self.alpha.ndim != 1 or not np.all(np.isfinite(self.alpha)) or np.any(
+                self.alpha <= 0):
+            raise NIRError(f"{self.TYPE}: alpha must be positive finite numbers, one per time "
+                           f"step, got {self.alpha.tolist()}")
+        d = np.array([_scalar(self.features, int)])
+        self.input_type, self.output_type = {"input": d}, {"output": d.copy()}
+
+    @classmethod
+    def _convert(cls, data):
+        return {k: data[k] for k in ("alpha", "features")}
+
+
 EXTENSIONS: dict[str, type[ExtensionNode]] = {
     cls.TYPE: cls
-    for cls in (Embedding, PositionEmbedding, LayerNorm, SpikeAttention, TokenMean, Threshold, LIF)
+    for cls in (Embedding, PositionEmbedding, LayerNorm, SpikeAttention, TokenMean, Threshold, LIF,
+                ElasticBiSpike)
 }
 
 

@@ -177,7 +177,8 @@ def torch_reference(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int
             with record_spikes(model) as rec:
                 out = model(batch * mask, mask)
             for name, spikes in rec.items():
-                s4 = spikes.reshape(T, len(idx), width, -1) * mask[None, :, :, None].to(dtype)
+                fired = (spikes != 0).to(dtype)  # graded, signed spikes count once
+                s4 = fired.reshape(T, len(idx), width, -1) * mask[None, :, :, None].to(dtype)
                 counts.setdefault(name, []).append(s4.sum((2, 3)).T.round().long().numpy())
             logits.append(out["logits"].double().numpy())
             per_step.append(out["logits_per_step"].reshape(T, len(idx), -1).transpose(0, 1)

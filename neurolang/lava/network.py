@@ -10,7 +10,8 @@ Mapping of the flattened graph (``neurolang.export.nir_format.flatten``):
   ``vth = v_threshold``, reset every ``time_steps`` steps at each sample's first step); the
   input gain of NIR's LIF, ``r dt / tau`` (``1 - beta`` for SpikingJelly's input decay), is
   applied by the process that feeds it; ``neurolang.LIF`` (subtract reset, ``>=``):
-  neurolang's ``ReferenceLIF``;
+  neurolang's ``ReferenceLIF``; ``neurolang.ElasticBiSpike`` (SpikeLM, graded signed
+  spikes): neurolang's ``ElasticBiSpike`` (floating point only);
 - ``neurolang.SpikeAttention``: ``SpikeAttention``; ``Scale`` of ones with two inputs (the
   residual sum): ``Residual``;
 - [``LayerNorm`` | ``Affine`` (BatchNorm)] -> ``neurolang.TokenMean``: ``TokenReadout``;
@@ -45,6 +46,7 @@ from neurolang.export.nir_format import (
     LIF as ExtLIF,
 )
 from neurolang.export.nir_format import (
+    ElasticBiSpike,
     Embedding,
     LayerNorm,
     NIRError,
@@ -148,6 +150,14 @@ def plan_network(graph: nir.NIRGraph, fixed_point: bool = False,
             fail(name, f"its input {src[0]!r} is not computed by any process")
         return src[0]
 
+    if fixed_point:
+        elastic = [k for k, n in nodes.items() if isinstance(n, ElasticBiSpike)]
+        if elastic:
+            raise LavaModelError(
+                f"fixed point is not supported for elastic bi-spiking neurons ({len(elastic)} "
+                f"populations, e.g. {elastic[0]!r}: graded, signed spikes scaled by a per-step "
+                "alpha); run the model in floating point")
+
     def spec_of(name):
         return lif_spec(nodes[name], dt, name)
 
@@ -240,6 +250,15 @@ def plan_network(graph: nir.NIRGraph, fixed_point: bool = False,
             if count:
                 register(src, out, 0)
             made[name] = made[out] = out
+        elif isinstance(node, ElasticBiSpike):
+            src = source(name)
+            alpha = np.asarray(node.alpha, dtype=np.float64).reshape(-1)
+            if alpha.size != T:
+                fail(name, f"{alpha.size} spike amplitudes for {T} time steps")
+            steps[name] = Step(name, "elastic", [made[src]],
+                               {"alpha": alpha, "features": int(node.features[0])})
+            made[name] = name
+            spiking.add(name)
         elif isinstance(node, (nir.LIF, ExtLIF)):
             src = source(name)
             spec = spec_of(name)
@@ -427,6 +446,7 @@ class LavaNetwork:
         from lava.proc.dense.process import Dense
         from lava.proc.lif.process import LIFReset
 
+        from neurolang.lava.processes import elastic as E
         from neurolang.lava.processes import layers as P
 
         self.plan = plan
@@ -476,6 +496,9 @@ class LavaNetwork:
                                       beta=spec["beta"], decay_input=spec["decay_input"],
                                       v_threshold=spec["v_threshold"], reset=spec["reset"],
                                       comparison=spec["threshold_comparison"], **common)
+            elif kind == "elastic":
+                proc = E.ElasticBiSpike(shape=(max_len, p["features"]), alpha=p["alpha"],
+                                        **common)
             elif kind == "attention":
                 proc = P.SpikeAttention(max_len=max_len, features=p["features"],
                                         num_heads=p["num_heads"], scale=p["scale"],
