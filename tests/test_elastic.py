@@ -289,17 +289,18 @@ def test_lava_float_parity(lava_env, tmp_path):  # noqa: F811
 # ---- training --------------------------------------------------------------------------------
 
 
-def test_train_smoke_on_torch(tmp_path, tiny_teacher, tiny_data_dir):
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_train_on_every_backend(backend, tmp_path, tiny_teacher, tiny_data_dir):
     config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
-        "train", "--config", str(config), "-o", str(out), "--backend", "torch",
+        "train", "--config", str(config), "-o", str(out), "--backend", backend,
         "--set", "model.neuron.kind=elastic_bispike",
         "--set", "model.attention_neuron.kind=elastic_bispike",
         "--set", "predistill.epochs=1", "--set", "distill.epochs=1"])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
-    assert results["backend"] == "torch"
+    assert results["backend"] == backend
     accuracy = results["student"]["dev"]["accuracy"]
     assert 0.0 <= accuracy <= 1.0 and np.isfinite(accuracy)
     weights = load_file(str(out / "distill" / "best" / "model.safetensors"))

@@ -26,8 +26,9 @@ count and logit is aligned with the torch backend's step index.
 
 Fixed point (``fixed_point=True``): Lava's bit-accurate ``LIFReset`` and ``Dense`` models, and
 integer spikes and currents between processes. neurolang chooses per layer: 8-bit weights
-(``w_scale = max|W| / 127``; the classifier in Lava ``Dense``'s mixed-sign format, even values
-in [-254, 254]), a power-of-two current scale ``a_scale`` from a bound on the layer's output
+(token-wise layers: one scale per output feature, ``w_scale = max|W_row| / 127``, undone on
+the integer accumulator before the norm; the classifier in Lava ``Dense``'s mixed-sign format
+with one scale, even values in [-254, 254]), a power-of-two current scale ``a_scale`` from a bound on the layer's output
 (``|current| * a_scale <= 2^16``, ``v_threshold * a_scale <= 2^16``), ``vth =
 round(v_threshold * a_scale)`` (17-bit), ``dv = round((1 - beta) * 4096)``, ``du = 4095``.
 Norms run in float64 on the dequantised accumulator (Loihi has no norm).
@@ -88,7 +89,7 @@ class Plan:
     dt: float
     fixed_point: bool
     classes: int
-    quantisation: dict[str, dict[str, float]] = field(default_factory=dict)
+    quantisation: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def max_latency(self) -> int:
@@ -371,7 +372,7 @@ def plan_network(graph: nir.NIRGraph, fixed_point: bool = False,
         for s in steps.values():
             q = s.params.get("quant")
             if q:
-                quant[s.name] = {k: float(v) for k, v in q.items()}
+                quant[s.name] = {k: _summary(v) for k, v in q.items()}
     return Plan(steps, populations, T, dt, fixed_point, classes, quant)
 
 
@@ -382,10 +383,25 @@ def _max_len(nodes) -> int:
     return 512
 
 
+def _summary(value) -> float | dict[str, float]:
+    """A quantisation parameter for the report: a number, or a per-feature array's range."""
+    if np.ndim(value) == 0:
+        return float(value)
+    return {"min": float(np.min(value)), "max": float(np.max(value))}
+
+
 def _int8(weight: np.ndarray) -> tuple[np.ndarray, float]:
+    """8-bit weights with one scale for the whole matrix (Lava ``Dense``)."""
     top = float(np.max(np.abs(weight)))
     scale = top / 127.0 if top > 0 else 1.0
     return np.clip(np.rint(weight / scale), -127, 127).astype(np.int32), scale
+
+
+def _int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit weights with one scale per output feature (row): ``max|W_row| / 127``."""
+    top = np.max(np.abs(weight), axis=1)
+    scale = np.where(top > 0, top / 127.0, 1.0)
+    return np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int32), scale
 
 
 def _quantise_dense(name, params, x_bound, x_scale, spec, fail) -> dict:
@@ -393,7 +409,7 @@ def _quantise_dense(name, params, x_bound, x_scale, spec, fail) -> dict:
         fail(name, "fixed point needs Lava's LIF after each dense layer")
     if not math.isfinite(x_bound):
         fail(name, "fixed point needs a bounded input stream")
-    w_q, w_scale = _int8(params["weight"])
+    w_q, w_scale = _int8_rows(params["weight"])
     if float(np.max(np.abs(w_q).sum(1))) * x_bound * x_scale >= 2.0 ** 53:
         fail(name, "its integer accumulator would exceed 2^53")
     if params["layer_norm"] is not None:
