@@ -556,6 +556,15 @@ class LavaNetwork:
             self.logits_proc.run(condition=RunSteps(num_steps=steps), run_cfg=self._cfg)
             self.done_steps += steps
 
+    def attention_sops(self) -> dict[str, dict[str, int]]:
+        """Accumulates counted inside every attention process: ``{step: {sops_qk, sops_av}}``."""
+        found = {}
+        for name, step in self.plan.steps.items():
+            if step.kind == "attention":
+                qk, av = np.rint(np.asarray(self.procs[name].sops.get())).astype(np.int64)
+                found[name] = {"sops_qk": int(qk), "sops_av": int(av)}
+        return found
+
     def results(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Spike counts per population (N, T) and logits per step (N, T, C)."""
         by_step: dict[str, np.ndarray] = {}

@@ -53,6 +53,7 @@ def run(nir_path: str, inputs: str, out: str, fixed_point: bool = False,
                 _progress(done, n)
         ran = time.perf_counter()
         counts, logits = net.results()
+        attention_sops = net.attention_sops()
     finally:
         net.stop()
     end = time.perf_counter()
@@ -76,6 +77,7 @@ def run(nir_path: str, inputs: str, out: str, fixed_point: bool = False,
         "logits": logits.mean(axis=1).tolist(),
         "predictions": logits.mean(axis=1).argmax(-1).tolist(),
         "quantisation": plan.quantisation,
+        "attention_sops": attention_sops,
     }
     Path(out).write_text(json.dumps(result) + "\n")
     return result

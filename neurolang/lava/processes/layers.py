@@ -237,11 +237,18 @@ class TokenDenseFixed(_TokenDenseBase):
 
 
 class SpikeAttention(_Scheduled):
-    """``c = gain * scale * (Q K^T) V`` per head over the real tokens (Q, K, V counted)."""
+    """``c = gain * scale * (Q K^T) V`` per head over the real tokens (Q, K, V counted).
+
+    ``sops`` counts the accumulates of the product by neurolang's rule (``docs/energy.md``),
+    from the spikes this process receives: ``[Q K^T, A V]`` summed over samples, steps and
+    heads, where ``Q K^T`` costs ``sum_c nq_c nk_c`` (coincident nonzero spikes per channel)
+    and ``A V`` costs, for every nonzero score ``A_ij``, the nonzero V spikes of token ``j``.
+    """
 
     def __init__(self, *, max_len, features, num_heads, scale, gain=1.0, quant=None, **kwargs):
         super().__init__(num_heads=int(num_heads), scale=float(scale), gain=float(gain),
                          quant=quant, count_ports=3, **kwargs)
+        self.sops = Var(shape=(2,), init=0)
         shape = (max_len, features)
         self.q_in, self.k_in = InPort(shape=shape), InPort(shape=shape)
         self.v_in = InPort(shape=shape)
@@ -249,6 +256,8 @@ class SpikeAttention(_Scheduled):
 
 
 class _SpikeAttentionBase(_ScheduledModel):
+    sops: np.ndarray = _float_var()
+
     def product(self):
         q, k, v = self.q_in.recv(), self.k_in.recv(), self.v_in.recv()
         where = self.slot()
@@ -264,12 +273,20 @@ class _SpikeAttentionBase(_ScheduledModel):
             return x[:n].astype(np.float64).reshape(n, h, d).transpose(1, 0, 2)
 
         qs, ks, vs = split(q), split(k), split(v)
+        self.count_accumulates(qs != 0, ks != 0, vs != 0)
         if n > d:
             y = qs @ (ks.transpose(0, 2, 1) @ vs)
         else:
             y = (qs @ ks.transpose(0, 2, 1)) @ vs
         y = y.transpose(1, 0, 2).reshape(n, h * d)  # integer counts: exact either way
         return y * self.proc_params["scale"] * self.proc_params["gain"], where
+
+    def count_accumulates(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+        """Add this step's accumulates (``q, k, v``: (heads, n, d) spike events) to ``sops``."""
+        q, k, v = (x.astype(np.float64) for x in (q, k, v))
+        self.sops[0] += float((q.sum(1) * k.sum(1)).sum())
+        scores = q @ k.transpose(0, 2, 1)                       # (h, n, n) coincidences
+        self.sops[1] += float(((scores != 0) @ v.sum(2)[..., None]).sum())
 
 
 @implements(proc=SpikeAttention, protocol=LoihiProtocol)
