@@ -70,7 +70,8 @@ def measure_lava(model_dir: str | Path, batches: Sequence[Mapping],
                  labels: Sequence[int] | None, fixed_point: bool = False) -> SimulatorRun:
     """Export the model folder to NIR, run it in Lava (``simulate_lava``, the Lava side's
     driver) and count that run from the spike counts Lava's processes report per population,
-    sample and step. Lava reports no attention accumulates: those are estimated and marked."""
+    sample and step, and from the attention accumulates its attention processes count (a
+    report without them gets them estimated, and marked)."""
     import tempfile
 
     import numpy as np
