@@ -256,14 +256,31 @@ def format_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a report script
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - a report script
+    import argparse
     import json
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from neurolang.checkpoint import CheckpointError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m neurolang.energy.spikebert",
+        description="SpikeBERT's energy ratio to BERT-base under neurolang's counting rules, "
+                    "with firing rates measured on a trained model (or estimated).")
+    parser.add_argument("model_dir", nargs="?", help="a trained neurolang model folder whose "
+                        "firing rates are measured on SST-2 dev; without it, estimated rates")
+    args = parser.parse_args(argv)
     lengths, lengths_source = sst2_lengths()
-    if argv:
-        rates, _ = measured_rates(argv[0])
-        source = f"measured: {argv[0]} on SST-2 dev (torch, float64)"
+    if args.model_dir:
+        try:
+            rates, _ = measured_rates(args.model_dir)
+        except CheckpointError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        source = f"measured: {args.model_dir} on SST-2 dev (torch, float64)"
+        if "encode" not in rates:  # a model with encoding="repeat" has no encoder spikes
+            rates["encode"] = estimated_rates()["encode"]
+            source += ("; the encoder's rate ESTIMATED (tiny preset under realistic_init): "
+                       "the model has no spiking encoder")
     else:
         rates = estimated_rates()
         source = "ESTIMATE: tiny preset under realistic_init (no trained model given)"
@@ -272,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a rep
     print(json.dumps(result, indent=2))
     print()
     print(format_table(result))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())
