@@ -64,12 +64,19 @@ def plot_energy(per_sample_pj: Mapping[str, Mapping[str, float]], path: str | Pa
                 label += f"\n{per_sample_pj[run][model] / teacher[model]:.1%}"
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=6)
-    ax.set_yscale("log")
+    # a log axis only when the bars span orders of magnitude: over a narrow range it would
+    # start near the smallest bar and make small differences look large
+    values = [v for run in runs for v in per_sample_pj[run].values() if v > 0]
+    log = bool(values) and max(values) / min(values) >= 20
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels(models)
-    ax.set_ylabel("energy per sample (µJ, log scale)")
+    ax.set_ylabel("energy per sample (µJ" + (", log scale)" if log else ")"))
     ax.set_title("energy per sample by simulator, next to the teacher")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=130)
