@@ -210,6 +210,12 @@ class ReferenceDynamics(nn.Module):
         return run_reference(x_seq, self.spec, alpha)
 
 
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(T*B, L, D) -> (T*B, heads, L, D / heads)."""
+    tb, length, width = x.shape
+    return x.reshape(tb, length, heads, width // heads).transpose(1, 2)
+
+
 class SpikingAttentionProduct(Primitive):
     """SpikeBERT's attention without softmax: ``Y = (Q K^T) V * scale`` per head.
 
@@ -228,11 +234,7 @@ class SpikingAttentionProduct(Primitive):
     def forward(self, q, k, v, mask: torch.Tensor) -> torch.Tensor:
         tb, length, width = q.shape
         heads = self.num_heads
-
-        def split(x):
-            return x.reshape(tb, length, heads, width // heads).transpose(1, 2)
-
-        q, k, v = split(q), split(k), split(v)
+        q, k, v = (split_heads(x, heads) for x in (q, k, v))
         if self.masked:
             keep = mask.to(k.dtype)[:, None, :, None]
             k, v = k * keep, v * keep
@@ -261,11 +263,7 @@ class SoftmaxAttention(Primitive):
     def forward(self, q, k, v, mask: torch.Tensor) -> torch.Tensor:
         tb, length, width = q.shape
         heads = self.num_heads
-
-        def split(x):
-            return x.reshape(tb, length, heads, width // heads).transpose(1, 2)
-
-        q, k, v = split(q), split(k), split(v)
+        q, k, v = (split_heads(x, heads) for x in (q, k, v))
         scores = (q @ k.transpose(-2, -1)) * (width // heads) ** -0.5
         if self.masked:
             padded = (mask == 0)[:, None, None, :]

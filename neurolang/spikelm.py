@@ -36,7 +36,7 @@ from neurolang.primitives import (
     TokenEmbedding,
     fold_mask,
 )
-from neurolang.spikformer import ClassificationHead, Spikformer
+from neurolang.spikformer import ClassificationHead, Spikformer, blocks_and_head
 
 
 class SpikeLMSelfAttention(nn.Module):
@@ -157,13 +157,4 @@ class SpikeLM(nn.Module):
         if self.config.position_embedding:
             x = self.position(x)
         x = self.encode(self.embedding_norm(x, attention_mask))
-        representations = []
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask)
-            if output_representations:
-                representations.append(self.taps[i](x))
-        logits, logits_per_step = self.head(x, mask)
-        out = {"logits": logits, "logits_per_step": logits_per_step}
-        if output_representations:
-            out["representations"] = representations
-        return out
+        return blocks_and_head(self, x, mask, output_representations)

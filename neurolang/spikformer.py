@@ -166,13 +166,20 @@ class Spikformer(nn.Module):
         if self.config.position_embedding:
             x = self.position(x)
         x = self.encode(x)
-        representations = []
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask)
-            if output_representations:
-                representations.append(self.taps[i](x))
-        logits, logits_per_step = self.head(x, mask)
-        out = {"logits": logits, "logits_per_step": logits_per_step}
+        return blocks_and_head(self, x, mask, output_representations)
+
+
+def blocks_and_head(model: nn.Module, x: torch.Tensor, mask: torch.Tensor,
+                    output_representations: bool) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """What follows the encoding in every block type (``Spikformer``, ``SpikeLM``): the
+    blocks, each block's representation tap when asked, and the classification head."""
+    representations = []
+    for i, block in enumerate(model.blocks):
+        x = block(x, mask)
         if output_representations:
-            out["representations"] = representations
-        return out
+            representations.append(model.taps[i](x))
+    logits, logits_per_step = model.head(x, mask)
+    out = {"logits": logits, "logits_per_step": logits_per_step}
+    if output_representations:
+        out["representations"] = representations
+    return out
