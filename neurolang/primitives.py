@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from neurolang.neurons import NEURON_KINDS, NeuronSpec, run_reference
+from neurolang.spikes import spike_attention, spike_linear
 from neurolang.surrogate import spike
 
 
@@ -76,17 +77,26 @@ class Encode(Primitive):
 
 
 class Linear(Primitive):
-    """``y = x W^T + b`` applied to every token at every step (one weight matrix)."""
+    """``y = x W^T + b`` applied to every token at every step (one weight matrix).
+
+    ``binary_input=True`` marks a Linear that reads binary spikes (the output of a population
+    whose kind is ``binary``): in training it keeps that input for backward as ``torch.bool``
+    (:func:`neurolang.spikes.spike_linear`); the results and gradients are the same.
+    """
 
     op = "linear"
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 binary_input: bool = False):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self.binary_input = binary_input
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.binary_input:
+            return spike_linear(x, self.weight, self.bias)
         return nn.functional.linear(x, self.weight, self.bias)
 
 
@@ -222,14 +232,17 @@ class SpikingAttentionProduct(Primitive):
     Q, K, V are (T*B, L, D) spikes, split into ``num_heads`` heads of D / num_heads. Padded
     keys and values (``mask == 0``) are zeroed, so a token attends to real tokens only. With
     binary spikes every product is an integer count and the result is exact in either
-    association; ``Q (K^T V)`` is used when it is cheaper (L > D / heads).
+    association; ``Q (K^T V)`` is used when it is cheaper (L > D / heads). With ``binary``
+    (Q, K, V from a population whose kind is ``binary``), training keeps them for backward as
+    ``torch.bool`` (:func:`neurolang.spikes.spike_attention`).
     """
 
     op = "attention_product"
 
-    def __init__(self, num_heads: int, scale: float, masked: bool):
+    def __init__(self, num_heads: int, scale: float, masked: bool, binary: bool = False):
         super().__init__()
         self.num_heads, self.scale, self.masked = num_heads, scale, masked
+        self.binary = binary
 
     def forward(self, q, k, v, mask: torch.Tensor) -> torch.Tensor:
         tb, length, width = q.shape
@@ -238,11 +251,13 @@ class SpikingAttentionProduct(Primitive):
         if self.masked:
             keep = mask.to(k.dtype)[:, None, :, None]
             k, v = k * keep, v * keep
-        if length > width // heads:
-            y = q @ (k.transpose(-2, -1) @ v)
+        if self.binary:
+            y = spike_attention(q, k, v, self.scale)
+        elif length > width // heads:
+            y = q @ (k.transpose(-2, -1) @ v) * self.scale
         else:
-            y = (q @ k.transpose(-2, -1)) @ v
-        return (y * self.scale).transpose(1, 2).reshape(tb, length, width)
+            y = (q @ k.transpose(-2, -1)) @ v * self.scale
+        return y.transpose(1, 2).reshape(tb, length, width)
 
 
 class SoftmaxAttention(Primitive):

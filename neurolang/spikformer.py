@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from neurolang.config import SpikformerConfig
+from neurolang.neurons import NEURON_KINDS, NeuronSpec
 from neurolang.primitives import (
     Encode,
     Linear,
@@ -31,12 +32,19 @@ from neurolang.primitives import (
 )
 
 
+def binary(spec: NeuronSpec) -> bool:
+    """Whether the spikes of ``spec``'s kind are 0/1 (the Linear reading them then keeps them
+    for backward as ``torch.bool``: ``neurolang.spikes``)."""
+    return NEURON_KINDS[spec.kind].binary
+
+
 class SpikingProjection(nn.Module):
     """``LIF(Norm(W x + b))``: the unit every projection of the Spikformer is made of."""
 
-    def __init__(self, config: SpikformerConfig, in_features: int, out_features: int):
+    def __init__(self, config: SpikformerConfig, in_features: int, out_features: int,
+                 binary_input: bool = False):
         super().__init__()
-        self.linear = Linear(in_features, out_features)
+        self.linear = Linear(in_features, out_features, binary_input=binary_input)
         self.norm = Norm(config.norm, out_features, config.norm_eps)
         self.neuron = SpikingNeuron(config.neuron, config.time_steps)
 
@@ -54,10 +62,12 @@ class SpikingSelfAttention(nn.Module):
         self.key = SpikingProjection(config, d, d)
         self.value = SpikingProjection(config, d, d)
         self.product = SpikingAttentionProduct(
-            config.num_heads, config.attention_scale, config.padding_mask
+            config.num_heads, config.attention_scale, config.padding_mask,
+            binary=binary(config.neuron),
         )
         self.attention_neuron = SpikingNeuron(config.attention_neuron, config.time_steps)
-        self.output = SpikingProjection(config, d, d)
+        self.output = SpikingProjection(config, d, d,
+                                        binary_input=binary(config.attention_neuron))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q, k, v = self.query(x, mask), self.key(x, mask), self.value(x, mask)
@@ -71,7 +81,8 @@ class MLP(nn.Module):
     def __init__(self, config: SpikformerConfig):
         super().__init__()
         self.fc1 = SpikingProjection(config, config.hidden_size, config.mlp_hidden_size)
-        self.fc2 = SpikingProjection(config, config.mlp_hidden_size, config.hidden_size)
+        self.fc2 = SpikingProjection(config, config.mlp_hidden_size, config.hidden_size,
+                                     binary_input=binary(config.neuron))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.fc1(x, mask), mask)
