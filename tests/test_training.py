@@ -260,6 +260,18 @@ def test_train_config_documented_defaults():
     assert load_train_config("examples/sst2.toml").model.hidden_size == 384
 
 
+@pytest.mark.parametrize("path", sorted(p.name for p in Path("examples").glob("*.toml")
+                                        if p.name != "energy.toml"))
+def test_every_example_config_loads_and_names_a_known_task(path):
+    from neurolang.data.tasks import TASKS
+
+    config = load_train_config(Path("examples") / path)
+    assert config.data.task in TASKS
+    if path.startswith("spikebert_"):  # the full-size GPU configs: SpikeBERT's student
+        assert (config.model.hidden_size, config.model.depth) == (768, 12)
+        assert config.data.max_train_samples in (None, 0)
+
+
 # ---- selection metric and sentence-pair tasks -----------------------------------------------
 
 
