@@ -42,26 +42,32 @@ def _recording(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+# Under autocast the forward products run in the autocast dtype; the backward then computes in
+# the dtype of the incoming gradient and returns each gradient in its input's dtype, as the
+# cast nodes autocast records would.
+
+
 class _SpikeLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(pack(x), weight)
-        ctx.dtype, ctx.has_bias = x.dtype, bias is not None
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         return torch.nn.functional.linear(x, weight, bias)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         saved, weight = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = grad @ weight
+            gx = (grad @ weight.to(grad.dtype)).to(x_dtype)
         flat = grad.reshape(-1, grad.shape[-1])
         if ctx.needs_input_grad[1]:
-            x = unpack(saved, ctx.dtype)
-            gw = flat.t() @ x.reshape(-1, x.shape[-1])
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = flat.sum(0)
+            x = unpack(saved, grad.dtype)
+            gw = (flat.t() @ x.reshape(-1, x.shape[-1])).to(w_dtype)
+        if b_dtype is not None and ctx.needs_input_grad[2]:
+            gb = flat.sum(0).to(b_dtype)
         return gx, gw, gb
 
 
@@ -86,14 +92,15 @@ class _SpikeAttention(torch.autograd.Function):
     def forward(ctx, q, k, v, scale):
         y, inner = _attend(q, k, v)
         ctx.save_for_backward(pack(q), pack(k), pack(v), inner)
-        ctx.dtype, ctx.scale = q.dtype, scale
+        ctx.dtypes, ctx.scale = (q.dtype, k.dtype, v.dtype), scale
         return y * scale
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         q, k, v, inner = ctx.saved_tensors
-        q, k, v = (unpack(t, ctx.dtype) for t in (q, k, v))
+        q, k, v = (unpack(t, grad.dtype) for t in (q, k, v))
+        inner = inner.to(grad.dtype)
         g = grad * ctx.scale
         if q.shape[-2] > q.shape[-1]:  # y = q @ inner, inner = k^T v
             gq = g @ inner.transpose(-2, -1)
@@ -105,7 +112,7 @@ class _SpikeAttention(torch.autograd.Function):
             gv = inner.transpose(-2, -1) @ g
             gq = g_inner @ k
             gk = g_inner.transpose(-2, -1) @ q
-        return gq, gk, gv, None
+        return (*(t.to(d) for t, d in zip((gq, gk, gv), ctx.dtypes, strict=True)), None)
 
 
 def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):

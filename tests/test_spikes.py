@@ -136,3 +136,26 @@ def test_spikformer_saves_less_and_trains_the_same(backend):
     assert bools > 0
     # each bool element replaces a float64 one: 7 bytes saved per spike kept
     assert sum(n for _, n in saved_b) - sum(n for _, n in saved_a) == 7 * bools
+
+
+def test_under_autocast_the_gradients_come_back_in_the_input_dtypes():
+    """Mixed precision (bf16 autocast, as the trainer uses on GPU; here on CPU): the products
+    run in bf16 and each gradient has its input's dtype, close to the plain products'."""
+    x = _spikes((2, 8, 16), 0.3, 0, torch.float32)
+    w, b = torch.randn(12, 16), torch.randn(12)
+    q, k, v = (_spikes((2, 2, 8, 4), 0.3, i, torch.float32) for i in (1, 2, 3))
+    results = []
+    for plain in (True, False):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b, q, k, v)]
+        xs, ws, bs, qs, ks, vs = leaves
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if plain:
+                y = torch.nn.functional.linear(xs, ws, bs).sum() + (
+                    (qs @ ks.transpose(-2, -1)) @ vs * 0.5).sum()
+            else:
+                y = spike_linear(xs, ws, bs).sum() + spike_attention(qs, ks, vs, 0.5).sum()
+        y.float().backward()
+        results.append([t.grad for t in leaves])
+    for a, c in zip(*results, strict=True):
+        assert a.dtype == c.dtype == torch.float32
+        torch.testing.assert_close(a, c, rtol=2e-2, atol=2e-2)
