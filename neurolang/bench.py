@@ -9,12 +9,15 @@ For one preset, every *variant* gets the same weights and the same padded token 
     StepwiseLIF`), to show what the fused neuron buys;
 ``handwritten``
     :class:`HandwrittenSpikformer`, the same network written directly in plain PyTorch
-    (``nn.Linear``, ``nn.LayerNorm``, no neurolang layer) around the same fused LIF kernel
-    (:func:`~neurolang.backends.pytorch.lif_multistep`): the difference to ``torch`` is what
-    neurolang's abstraction costs;
+    (``nn.Linear``, ``nn.LayerNorm``, no neurolang layer) around the same kernels as the
+    ``torch`` backend: the fused LIF (:func:`~neurolang.backends.pytorch.lif_multistep`) and
+    the products that keep binary spikes for backward as ``torch.bool``
+    (:mod:`neurolang.spikes`). The difference to ``torch`` is what neurolang's abstraction
+    costs;
 ``handwritten-stepwise``
-    the same with a plain step-by-step LIF written here (SpikingJelly's multi-step LIF in its
-    ``torch`` back-end, as SpikeBERT's reference code runs it).
+    the same network with none of those kernels: a plain step-by-step LIF written here
+    (SpikingJelly's multi-step LIF in its ``torch`` back-end, as SpikeBERT's reference code
+    runs it) and plain products, which keep float spikes for backward.
 
 Both hand-written networks load the neurolang model's ``state_dict``; their logits are checked
 to equal neurolang's before anything is timed.
@@ -119,13 +122,19 @@ def _classes() -> types.SimpleNamespace:
 
     class _Projection(nn.Module):
         def __init__(self, d_in: int, d_out: int, eps: float, spec: NeuronSpec, steps: int,
-                     fused: bool):
+                     fused: bool, spike_input: bool = False):
             super().__init__()
             self.linear = nn.Linear(d_in, d_out)
             self.norm = nn.LayerNorm(d_out, eps=eps)
             self.neuron = PlainLIF(spec, steps, fused)
+            self.bool_spikes = fused and spike_input
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.bool_spikes:
+                from neurolang.spikes import spike_linear
+
+                return self.neuron(self.norm(spike_linear(x, self.linear.weight,
+                                                          self.linear.bias)))
             return self.neuron(self.norm(self.linear(x)))
 
     class _Attention(nn.Module):
@@ -136,8 +145,9 @@ def _classes() -> types.SimpleNamespace:
             self.key = _Projection(d, d, eps, c.neuron, steps, fused)
             self.value = _Projection(d, d, eps, c.neuron, steps, fused)
             self.attention_neuron = PlainLIF(c.attention_neuron, steps, fused)
-            self.output = _Projection(d, d, eps, c.neuron, steps, fused)
+            self.output = _Projection(d, d, eps, c.neuron, steps, fused, spike_input=True)
             self.heads, self.scale, self.masked = c.num_heads, c.attention_scale, c.padding_mask
+            self.fused = fused
 
         def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             q, k, v = self.query(x), self.key(x), self.value(x)
@@ -147,9 +157,15 @@ def _classes() -> types.SimpleNamespace:
             if self.masked:
                 keep = mask.to(k.dtype)[:, None, :, None]
                 k, v = k * keep, v * keep
-            y = q @ (k.transpose(-2, -1) @ v) if length > width // self.heads else (
-                (q @ k.transpose(-2, -1)) @ v)
-            y = (y * self.scale).transpose(1, 2).reshape(tb, length, width)
+            if self.fused:
+                from neurolang.spikes import spike_attention
+
+                y = spike_attention(q, k, v, self.scale)
+            elif length > width // self.heads:
+                y = q @ (k.transpose(-2, -1) @ v) * self.scale
+            else:
+                y = (q @ k.transpose(-2, -1)) @ v * self.scale
+            y = y.transpose(1, 2).reshape(tb, length, width)
             return self.output(self.attention_neuron(y))
 
     class _Block(nn.Module):
@@ -160,7 +176,7 @@ def _classes() -> types.SimpleNamespace:
             self.mlp.fc1 = _Projection(c.hidden_size, c.mlp_hidden_size, c.norm_eps, c.neuron,
                                        c.time_steps, fused)
             self.mlp.fc2 = _Projection(c.mlp_hidden_size, c.hidden_size, c.norm_eps, c.neuron,
-                                       c.time_steps, fused)
+                                       c.time_steps, fused, spike_input=True)
 
         def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             x = x + self.attention(x, mask)
@@ -172,14 +188,17 @@ def _classes() -> types.SimpleNamespace:
         Same computation, in the same floating-point order, and the same parameter names as
         :class:`neurolang.Spikformer` (without the distillation taps), so it loads that model's
         ``state_dict`` (:meth:`load_from`) and returns the same logits. LayerNorm models only.
-        ``fused``: the fused LIF kernel of the ``torch`` backend, else the stepwise
-        :class:`PlainLIF`.
+        ``fused``: the kernels of the ``torch`` backend (fused LIF, spikes kept as
+        ``torch.bool`` for backward), else the stepwise :class:`PlainLIF` and plain products.
+        LIF models only (binary spikes).
         """
 
         def __init__(self, config: SpikformerConfig, fused: bool = True):
             super().__init__()
             if config.norm != "layer":
                 raise ValueError("the hand-written baseline implements LayerNorm models only")
+            if {config.neuron.kind, config.attention_neuron.kind} != {"lif"}:
+                raise ValueError("the hand-written baseline implements LIF models only")
             self.config = c = config
             self.embedding = nn.Embedding(c.vocab_size, c.hidden_size)
             if c.position_embedding:
