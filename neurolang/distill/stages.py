@@ -78,13 +78,15 @@ def _device(config: TrainConfig) -> torch.device:
 def evaluate_student(model: nn.Module, dataset, pad_token_id: int, metrics: list[str],
                      batch_size: int = 128) -> dict[str, float]:
     """Dev metrics of a student: batches sorted by length, no autograd state."""
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     sampler = LengthBucketBatchSampler(dataset, batch_size, shuffle=False)
     collate = DynamicPaddingCollator(pad_token_id)
     preds, labels = [], []
-    for rows in sampler:
+    for rows in tqdm(sampler, desc="evaluating", unit="batch", leave=False):
         batch = collate([dataset[i] for i in rows])
         logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))["logits"]
         preds.append(logits.argmax(-1).cpu())
