@@ -79,24 +79,25 @@ class Encode(Primitive):
 class Linear(Primitive):
     """``y = x W^T + b`` applied to every token at every step (one weight matrix).
 
-    ``binary_input=True`` marks a Linear that reads binary spikes (the output of a population
-    whose kind is ``binary``): in training it keeps that input for backward as ``torch.bool``
-    (:func:`neurolang.spikes.spike_linear`); the results and gradients are the same.
+    ``spikes`` marks a Linear that reads a spiking population's output and names its format
+    (``"binary"``, ``"ternary"``: :func:`neurolang.spikes.spike_format`): in training it keeps
+    that input for backward packed into one byte a spike (:func:`neurolang.spikes.spike_linear`);
+    the results and gradients are the same. ``None``: a real-valued input.
     """
 
     op = "linear"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 binary_input: bool = False):
+                 spikes: str | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.binary_input = binary_input
+        self.spikes = spikes
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.binary_input:
-            return spike_linear(x, self.weight, self.bias)
+        if self.spikes is not None:
+            return spike_linear(x, self.weight, self.bias, self.spikes)
         return nn.functional.linear(x, self.weight, self.bias)
 
 
@@ -232,17 +233,17 @@ class SpikingAttentionProduct(Primitive):
     Q, K, V are (T*B, L, D) spikes, split into ``num_heads`` heads of D / num_heads. Padded
     keys and values (``mask == 0``) are zeroed, so a token attends to real tokens only. With
     binary spikes every product is an integer count and the result is exact in either
-    association; ``Q (K^T V)`` is used when it is cheaper (L > D / heads). With ``binary``
-    (Q, K, V from a population whose kind is ``binary``), training keeps them for backward as
-    ``torch.bool`` (:func:`neurolang.spikes.spike_attention`).
+    association; ``Q (K^T V)`` is used when it is cheaper (L > D / heads). ``spikes``, the
+    format of Q, K, V (``neurolang.spikes``), has training keep them for backward packed into
+    one byte a spike (:func:`neurolang.spikes.spike_attention`); ``None``: plain products.
     """
 
     op = "attention_product"
 
-    def __init__(self, num_heads: int, scale: float, masked: bool, binary: bool = False):
+    def __init__(self, num_heads: int, scale: float, masked: bool, spikes: str | None = None):
         super().__init__()
         self.num_heads, self.scale, self.masked = num_heads, scale, masked
-        self.binary = binary
+        self.spikes = spikes
 
     def forward(self, q, k, v, mask: torch.Tensor) -> torch.Tensor:
         tb, length, width = q.shape
@@ -251,8 +252,8 @@ class SpikingAttentionProduct(Primitive):
         if self.masked:
             keep = mask.to(k.dtype)[:, None, :, None]
             k, v = k * keep, v * keep
-        if self.binary:
-            y = spike_attention(q, k, v, self.scale)
+        if self.spikes is not None:
+            y = spike_attention(q, k, v, self.scale, self.spikes)
         elif length > width // heads:
             y = q @ (k.transpose(-2, -1) @ v) * self.scale
         else:

@@ -36,7 +36,8 @@ from neurolang.primitives import (
     TokenEmbedding,
     fold_mask,
 )
-from neurolang.spikformer import ClassificationHead, Spikformer, binary, blocks_and_head
+from neurolang.spikes import spike_format
+from neurolang.spikformer import ClassificationHead, Spikformer, blocks_and_head
 
 
 class SpikeLMSelfAttention(nn.Module):
@@ -46,7 +47,7 @@ class SpikeLMSelfAttention(nn.Module):
         super().__init__()
         d, steps = config.hidden_size, config.time_steps
         self.input_neuron = SpikingNeuron(config.neuron, steps)
-        # Q, K, V read the same spikes, saved once for all three as they are: three bool
+        # Q, K, V read the same spikes, saved once for all three as they are: three packed
         # copies would save little memory for three conversions.
         self.query = Linear(d, d)
         self.key = Linear(d, d)
@@ -55,7 +56,7 @@ class SpikeLMSelfAttention(nn.Module):
         self.value_neuron = SpikingNeuron(config.neuron, steps)
         self.attention = SoftmaxAttention(config.num_heads, config.padding_mask)
         self.context_neuron = SpikingNeuron(config.attention_neuron, steps)
-        self.output = Linear(d, d, binary_input=binary(config.attention_neuron))
+        self.output = Linear(d, d, spikes=spike_format(config.attention_neuron))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s = self.input_neuron(x)
@@ -70,12 +71,12 @@ class SpikeLMFeedForward(nn.Module):
 
     def __init__(self, config: SpikformerConfig):
         super().__init__()
-        steps, spikes = config.time_steps, binary(config.neuron)
+        steps, spikes = config.time_steps, spike_format(config.neuron)
         self.input_neuron = SpikingNeuron(config.neuron, steps)
-        self.fc1 = Linear(config.hidden_size, config.mlp_hidden_size, binary_input=spikes)
+        self.fc1 = Linear(config.hidden_size, config.mlp_hidden_size, spikes=spikes)
         self.gelu = GELU()
         self.hidden_neuron = SpikingNeuron(config.neuron, steps)
-        self.fc2 = Linear(config.mlp_hidden_size, config.hidden_size, binary_input=spikes)
+        self.fc2 = Linear(config.mlp_hidden_size, config.hidden_size, spikes=spikes)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.hidden_neuron(self.gelu(self.fc1(self.input_neuron(x)))))

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from neurolang.config import SpikformerConfig
-from neurolang.neurons import NEURON_KINDS, NeuronSpec
 from neurolang.primitives import (
     Encode,
     Linear,
@@ -30,21 +29,16 @@ from neurolang.primitives import (
     TokenMean,
     fold_mask,
 )
-
-
-def binary(spec: NeuronSpec) -> bool:
-    """Whether the spikes of ``spec``'s kind are 0/1 (the Linear reading them then keeps them
-    for backward as ``torch.bool``: ``neurolang.spikes``)."""
-    return NEURON_KINDS[spec.kind].binary
+from neurolang.spikes import spike_format
 
 
 class SpikingProjection(nn.Module):
     """``LIF(Norm(W x + b))``: the unit every projection of the Spikformer is made of."""
 
     def __init__(self, config: SpikformerConfig, in_features: int, out_features: int,
-                 binary_input: bool = False):
+                 spikes: str | None = None):
         super().__init__()
-        self.linear = Linear(in_features, out_features, binary_input=binary_input)
+        self.linear = Linear(in_features, out_features, spikes=spikes)
         self.norm = Norm(config.norm, out_features, config.norm_eps)
         self.neuron = SpikingNeuron(config.neuron, config.time_steps)
 
@@ -63,11 +57,10 @@ class SpikingSelfAttention(nn.Module):
         self.value = SpikingProjection(config, d, d)
         self.product = SpikingAttentionProduct(
             config.num_heads, config.attention_scale, config.padding_mask,
-            binary=binary(config.neuron),
+            spikes=spike_format(config.neuron),
         )
         self.attention_neuron = SpikingNeuron(config.attention_neuron, config.time_steps)
-        self.output = SpikingProjection(config, d, d,
-                                        binary_input=binary(config.attention_neuron))
+        self.output = SpikingProjection(config, d, d, spikes=spike_format(config.attention_neuron))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q, k, v = self.query(x, mask), self.key(x, mask), self.value(x, mask)
@@ -82,7 +75,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc1 = SpikingProjection(config, config.hidden_size, config.mlp_hidden_size)
         self.fc2 = SpikingProjection(config, config.mlp_hidden_size, config.hidden_size,
-                                     binary_input=binary(config.neuron))
+                                     spikes=spike_format(config.neuron))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.fc1(x, mask), mask)
