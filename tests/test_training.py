@@ -62,6 +62,25 @@ def test_icsfd_by_hand_and_no_shrinking_k():
         [1.0, 1.0, 0.0])
 
 
+def test_icsfd_on_a_share_against_the_global_batch_equals_one_process():
+    """A DDP share (every other row, padded to its own longest) against the whole batch's
+    teacher states gives the one-process losses of those rows."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([7, 3, 5, 2, 6, 4])
+    width = int(lengths.max())
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    student = torch.randn(6, width, 4, generator=gen, dtype=torch.float64)
+    teacher = torch.randn(6, width, 4, generator=gen, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 0, 1, 1])
+    whole = icsfd_per_sample(student, teacher, mask, labels, k=2)
+    for rank in (0, 1):
+        rows = torch.arange(rank, 6, 2)
+        share = int(lengths[rows].max())
+        part = icsfd_per_sample(student[rows, :share], teacher, mask[rows, :share], labels[rows],
+                                k=2, teacher_mask=mask, teacher_labels=labels)
+        torch.testing.assert_close(part, whole[rows], rtol=0, atol=1e-12)
+
+
 # ---- a tiny end-to-end run ------------------------------------------------------------------
 
 
@@ -156,8 +175,14 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_teacher, tiny_da
         assert torch.equal(a[key], b[key]), key
 
 
-def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_teacher, tiny_data_dir):
-    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+@pytest.mark.parametrize("icsfd", [False, True])
+def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_teacher, tiny_data_dir,
+                                                   icsfd):
+    """DDP over 2 gloo processes trains the weights 1 process does. With ICSFD, each process
+    finds the nearest same-class teacher features among the whole global batch, as one
+    process does, not only among its own share."""
+    sections = {"distill.icsfd": "enabled = true\nweight = 0.5\nk = 3"} if icsfd else {}
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir, **sections)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = tmp_path / "one"
     subprocess.run(_distill_args(config, tiny_teacher, one), check=True, env=env,

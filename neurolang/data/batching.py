@@ -303,12 +303,17 @@ class DynamicPaddingCollator:
             )
         return cls(tokenizer.pad_token_id, pad_to_multiple_of)
 
+    def width(self, lengths: list[int]) -> int:
+        """The padded length of a batch of rows of these lengths."""
+        longest = max(lengths)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return longest
+
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not rows:
             raise DataError("cannot collate an empty batch")
-        longest = max(len(row["input_ids"]) for row in rows)
-        if self.pad_to_multiple_of:
-            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        longest = self.width([len(row["input_ids"]) for row in rows])
         size = (len(rows), longest)
         input_ids = np.full(size, self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros(size, dtype=np.int64)

@@ -43,7 +43,8 @@ def kd_kl_per_sample(student: torch.Tensor, teacher: torch.Tensor, temperature: 
 
 
 def icsfd_per_sample(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
-                     labels: torch.Tensor, k: int) -> torch.Tensor:
+                     labels: torch.Tensor, k: int, teacher_mask: torch.Tensor | None = None,
+                     teacher_labels: torch.Tensor | None = None) -> torch.Tensor:
     """Intra-class similarity-guided feature distillation, per sample: (B,).
 
     Features are the final-layer token states, padding zeroed and flattened (L * D). For
@@ -51,12 +52,24 @@ def icsfd_per_sample(student: torch.Tensor, teacher: torch.Tensor, mask: torch.T
     ``k`` whose teacher features are nearest to ``h_s[i]`` (squared L2) and sum
     ``mean((h_t[j] - h_s[i])^2)`` over them. A class with fewer than k members in the batch
     uses all of them, for that sample only (the reference shrinks k for good: a defect).
+
+    ``student`` (B, L, D) with ``mask`` (B, L) and ``labels`` (B,). The candidates are
+    ``teacher`` (P, Lp, D) with ``teacher_mask`` and ``teacher_labels``; by default they are
+    the same samples (P = B, Lp = L). Under DDP they are the whole global batch while the
+    student rows are this process's share: the student features are zero-padded to Lp, so the
+    result is what one process computes on the global batch.
     """
-    keep = mask.to(student.dtype).unsqueeze(-1)
-    hs = (student * keep).flatten(1)
-    ht = (teacher * keep).flatten(1)
+    teacher_mask = mask if teacher_mask is None else teacher_mask
+    teacher_labels = labels if teacher_labels is None else teacher_labels
+    width = teacher.shape[1]
+    if student.shape[1] > width:
+        raise ValueError(f"student features are {student.shape[1]} tokens long, the teacher "
+                         f"candidates only {width}")
+    hs = student * mask.to(student.dtype).unsqueeze(-1)
+    hs = nn.functional.pad(hs, (0, 0, 0, width - student.shape[1])).flatten(1)
+    ht = (teacher * teacher_mask.to(teacher.dtype).unsqueeze(-1)).flatten(1)
     distances = torch.cdist(hs, ht.to(hs.dtype)) ** 2 / hs.shape[1]  # mean squared error
-    same = labels[:, None] == labels[None, :]
+    same = labels[:, None] == teacher_labels[None, :]
     masked = distances.masked_fill(~same, float("inf"))
     losses = []
     for i in range(hs.shape[0]):

@@ -302,6 +302,19 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     teacher_embeddings = teacher.word_embeddings.detach().to(device)
     need_reps = cfg.w_rep > 0 or cfg.icsfd.enabled
 
+    def _icsfd(features, batch, hidden):
+        """ICSFD with the whole global batch as candidates (under DDP this process holds a
+        share of it; the teacher's states of the other rows come from the cache)."""
+        index, width = batch["global_index"], int(batch["global_width"])
+        if torch.equal(index, batch["index"]) and width == batch["input_ids"].shape[1]:
+            candidates = hidden[teacher.num_layers]  # one process: the batch itself
+        else:
+            candidates = cache.batch(index.cpu(), width)[1][teacher.num_layers].to(device)
+        candidate_mask = (torch.arange(width, device=device)[None, :]
+                          < batch["global_lengths"][:, None])
+        return icsfd_per_sample(features, candidates, batch["attention_mask"], batch["labels"],
+                                cfg.icsfd.k, candidate_mask, batch["global_labels"])
+
     def loss_fn(model, extra, batch):
         t_logits, hidden = cache.batch(batch["index"].cpu(), batch["input_ids"].shape[1])
         out = model(batch["input_ids"], batch["attention_mask"], output_representations=need_reps)
@@ -317,8 +330,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
         if cfg.icsfd.enabled:
             last = student.config.depth - 1
             features = extra.representation(last, out["representations"][last])
-            per_sample = per_sample + cfg.icsfd.weight * icsfd_per_sample(
-                features, hidden[teacher.num_layers], mask, labels, cfg.icsfd.k)
+            per_sample = per_sample + cfg.icsfd.weight * _icsfd(features, batch, hidden)
         emb = cfg.w_emb * _embedding_loss(model, extra, teacher_embeddings) if (
             cfg.w_emb) else 0.0
         return per_sample, emb

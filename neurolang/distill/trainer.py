@@ -244,8 +244,19 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------
 
     def _batch(self, rows: list[int]) -> dict[str, torch.Tensor]:
-        mine = rows[self.rank :: self.world]
-        batch = self.collate([self.train_data[i] for i in mine])
+        """This process's share of the global batch ``rows``, collated, plus what a loss over
+        the whole global batch needs (ICSFD's neighbours): ``global_index``,
+        ``global_lengths`` and ``global_labels`` of every row, in global order, and
+        ``global_width``, the length one process would pad the global batch to."""
+        data = [self.train_data[i] for i in rows]
+        batch = self.collate(data[self.rank :: self.world])
+        lengths = [len(row["input_ids"]) for row in data]
+        batch["global_index"] = torch.tensor(rows, dtype=torch.long)
+        batch["global_lengths"] = torch.tensor(lengths, dtype=torch.long)
+        batch["global_width"] = torch.tensor(self.collate.width(lengths), dtype=torch.long)
+        if "label" in data[0]:
+            batch["global_labels"] = torch.tensor([row["label"] for row in data],
+                                                  dtype=torch.long)
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
