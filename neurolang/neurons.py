@@ -212,6 +212,18 @@ def elastic_bispike_step(
 
 
 @torch.no_grad()
+def _global_mean_abs(u: torch.Tensor) -> torch.Tensor:
+    """``mean |u|``, over all processes' ``u`` when a process group of several is running."""
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()
+            and distributed.get_world_size() > 1):
+        return u.abs().mean()
+    sums = torch.stack([u.abs().sum(dtype=torch.float64),
+                        torch.tensor(u.numel(), dtype=torch.float64, device=u.device)])
+    distributed.all_reduce(sums)
+    return (sums[0] / sums[1]).to(u.dtype)
+
+
 def elastic_bispike_init_alpha(x_seq: torch.Tensor, spec: NeuronSpec,
                                dtype: torch.dtype | None = None) -> torch.Tensor:
     """SpikeLM's first-batch amplitudes: ``alpha[t] = 2 * mean |u[t]|`` over the population.
@@ -221,13 +233,17 @@ def elastic_bispike_init_alpha(x_seq: torch.Tensor, spec: NeuronSpec,
     over every element of the step (batch, tokens and features, padding included). Each
     value is rounded to ``dtype`` (the buffer that will hold it) before it is used. A step
     with no signal (mean 0, or not finite) gets ``alpha = 1``. Returns a (T,) tensor.
+
+    Under ``torch.distributed`` (DDP: each process holds a share of the batch) the mean is
+    over every process's elements (their sums and counts are all-reduced at each step), so
+    every process sets the same amplitudes, those of the whole batch.
     """
     dtype = dtype or x_seq.dtype
     carry = elastic_bispike_initial_state(x_seq[0], spec)
     alphas = []
     for t in range(x_seq.shape[0]):
         u = carry + x_seq[t]
-        alpha = (2 * u.abs().mean()).to(dtype)
+        alpha = (2 * _global_mean_abs(u)).to(dtype)
         if not bool(alpha > 0) or not bool(torch.isfinite(alpha)):
             alpha = torch.ones((), dtype=dtype, device=x_seq.device)
         alphas.append(alpha)

@@ -309,3 +309,33 @@ def test_train_on_every_backend(backend, tmp_path, tiny_teacher, tiny_data_dir):
     assert alpha.shape == (2,) and torch.all(alpha > 0) and not torch.all(alpha == 1)
     stage2 = json.loads((out / "distill" / "results.json").read_text())
     assert "blocks.0.mlp.fc1.neuron.alpha" in stage2["stage1"]["carried_over"]
+
+
+def test_first_batch_alpha_under_ddp_is_the_whole_batchs(tmp_path):
+    """2 gloo processes, each with half of the batch, set the same amplitudes: those one
+    process sets from the whole batch (a frozen alpha would otherwise be rank 0's share's, a
+    learned one would differ between processes)."""
+    spec = NeuronSpec(kind="elastic_bispike")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 5, 8, generator=gen, dtype=torch.float64) + 0.3  # (T, B, L, D)
+    whole = elastic_bispike_init_alpha(x, spec)
+    shares = [elastic_bispike_init_alpha(x[:, r::2], spec) for r in (0, 1)]
+    assert not torch.allclose(shares[0], whole, rtol=0, atol=1e-6)  # a share alone differs
+    manager = torch.multiprocessing.get_context("spawn").Manager()
+    out = manager.dict()
+    address = f"file://{tmp_path / 'rendezvous'}"
+    per_rank = x.transpose(0, 1)  # (B, T, ...): rank r takes rows r::2, as the trainer does
+    torch.multiprocessing.spawn(
+        _init_alpha_shares, args=(2, address, per_rank, spec, out), nprocs=2, join=True)
+    assert torch.equal(out[0], out[1])
+    torch.testing.assert_close(out[0], whole, rtol=0, atol=1e-12)
+
+
+def _init_alpha_shares(rank, world, address, per_rank, spec, out):
+    share = per_rank[rank::world].transpose(0, 1).contiguous()  # back to (T, b, ...)
+    torch.distributed.init_process_group("gloo", init_method=address, rank=rank,
+                                         world_size=world)
+    try:
+        out[rank] = elastic_bispike_init_alpha(share, spec)
+    finally:
+        torch.distributed.destroy_process_group()
