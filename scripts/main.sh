@@ -3,7 +3,7 @@
 #  1. the parity check: one depth-2, T-4 Spikformer, the same weights and tokens on every
 #     backend, every spike compared;
 #  2. the whole training pipeline on SST-2 with the snnTorch backend (teacher fine-tuning,
-#     stage 1, stage 2, evaluation; ~45 minutes on 2 CPU cores), resumable;
+#     stage 1, stage 2, evaluation; ~20 minutes on 2 quiet CPU cores), resumable;
 #  3. the trained student exported to NIR and run in Lava (floating point) on the dev set;
 #  4. the energy comparison: counts from torch, snnTorch, Norse and Lava against the teacher.
 # Extra arguments go to `neurolang train` (e.g. --output DIR, --set distill.epochs=1).
