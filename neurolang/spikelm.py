@@ -37,7 +37,7 @@ from neurolang.primitives import (
     fold_mask,
 )
 from neurolang.spikes import spike_format
-from neurolang.spikformer import ClassificationHead, Spikformer, blocks_and_head
+from neurolang.spikformer import ClassificationHead, Spikformer, blocks_and_head, embed_tokens
 
 
 class SpikeLMSelfAttention(nn.Module):
@@ -151,13 +151,7 @@ class SpikeLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         output_representations: bool = False,
     ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        if output_representations and not self.config.representation_taps:
-            raise ValueError("this model was built with representation_taps=False")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        mask = fold_mask(attention_mask, self.config.time_steps)
-        x = self.embedding(input_ids)
-        if self.config.position_embedding:
-            x = self.position(x)
+        x, attention_mask = embed_tokens(self, input_ids, attention_mask, output_representations)
         x = self.encode(self.embedding_norm(x, attention_mask))
+        mask = fold_mask(attention_mask, self.config.time_steps)
         return blocks_and_head(self, x, mask, output_representations)

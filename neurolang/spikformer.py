@@ -161,16 +161,25 @@ class Spikformer(nn.Module):
         attention_mask: torch.Tensor | None = None,
         output_representations: bool = False,
     ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        if output_representations and not self.config.representation_taps:
-            raise ValueError("this model was built with representation_taps=False")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        mask = fold_mask(attention_mask, self.config.time_steps)
-        x = self.embedding(input_ids)
-        if self.config.position_embedding:
-            x = self.position(x)
+        x, attention_mask = embed_tokens(self, input_ids, attention_mask, output_representations)
         x = self.encode(x)
+        mask = fold_mask(attention_mask, self.config.time_steps)
         return blocks_and_head(self, x, mask, output_representations)
+
+
+def embed_tokens(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                 output_representations: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """What precedes the encoding in every block type (``Spikformer``, ``SpikeLM``): the
+    argument checks, the default all-ones mask, the word (and position) embedding. Returns
+    the (B, L, D) embeddings and the (B, L) mask."""
+    if output_representations and not model.config.representation_taps:
+        raise ValueError("this model was built with representation_taps=False")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    x = model.embedding(input_ids)
+    if model.config.position_embedding:
+        x = model.position(x)
+    return x, attention_mask
 
 
 def blocks_and_head(model: nn.Module, x: torch.Tensor, mask: torch.Tensor,
