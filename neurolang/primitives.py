@@ -96,9 +96,7 @@ class Linear(Primitive):
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spikes is not None:
-            return spike_linear(x, self.weight, self.bias, self.spikes)
-        return nn.functional.linear(x, self.weight, self.bias)
+        return spike_linear(x, self.weight, self.bias, self.spikes)
 
 
 class Norm(Primitive):
@@ -252,12 +250,7 @@ class SpikingAttentionProduct(Primitive):
         if self.masked:
             keep = mask.to(k.dtype)[:, None, :, None]
             k, v = k * keep, v * keep
-        if self.spikes is not None:
-            y = spike_attention(q, k, v, self.scale, self.spikes)
-        elif length > width // heads:
-            y = q @ (k.transpose(-2, -1) @ v) * self.scale
-        else:
-            y = (q @ k.transpose(-2, -1)) @ v * self.scale
+        y = spike_attention(q, k, v, self.scale, self.spikes)
         return y.transpose(1, 2).reshape(tb, length, width)
 
 

@@ -106,10 +106,10 @@ class _SpikeLinear(torch.autograd.Function):
 
 
 def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 fmt: str = "binary"):
+                 fmt: str | None = "binary"):
     """``F.linear(x, weight, bias)``, keeping spikes ``x`` of format ``fmt`` packed
-    (:func:`pack`) for backward."""
-    if not _recording(x, weight, bias):
+    (:func:`pack`) for backward; ``fmt=None``: a real-valued ``x``, the plain product."""
+    if fmt is None or not _recording(x, weight, bias):
         return torch.nn.functional.linear(x, weight, bias)
     return _SpikeLinear.apply(x, weight, bias, fmt)
 
@@ -153,12 +153,12 @@ class _SpikeAttention(torch.autograd.Function):
 
 
 def spike_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                    fmt: str = "binary"):
+                    fmt: str | None = "binary"):
     """``(q k^T) v * scale`` over (rows, heads, L, d), keeping spikes q, k, v of format
-    ``fmt`` packed (:func:`pack`) for backward.
+    ``fmt`` packed (:func:`pack`) for backward; ``fmt=None``: the plain products.
 
     Callers zero padded keys and values before the call (a multiplication by the 0/1 mask
     keeps the format)."""
-    if not _recording(q, k, v):
+    if fmt is None or not _recording(q, k, v):
         return _attend(q, k, v)[0] * scale
     return _SpikeAttention.apply(q, k, v, scale, fmt)
