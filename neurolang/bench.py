@@ -76,6 +76,8 @@ def _classes() -> types.SimpleNamespace:
     import torch
     from torch import nn
 
+    from neurolang.backends.pytorch import lif_multistep
+    from neurolang.spikes import spike_attention, spike_linear
     from neurolang.surrogate import surrogate_derivative
 
     class _Heaviside(torch.autograd.Function):
@@ -106,8 +108,6 @@ def _classes() -> types.SimpleNamespace:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x_seq = x.reshape(self.time_steps, -1, *x.shape[1:])
             if self.fused:
-                from neurolang.backends.pytorch import lif_multistep
-
                 return lif_multistep(x_seq, self.spec).reshape(x.shape)
             s = self.spec
             v = torch.zeros_like(x_seq[0])
@@ -131,8 +131,6 @@ def _classes() -> types.SimpleNamespace:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.bool_spikes:
-                from neurolang.spikes import spike_linear
-
                 return self.neuron(self.norm(spike_linear(x, self.linear.weight,
                                                           self.linear.bias)))
             return self.neuron(self.norm(self.linear(x)))
@@ -158,8 +156,6 @@ def _classes() -> types.SimpleNamespace:
                 keep = mask.to(k.dtype)[:, None, :, None]
                 k, v = k * keep, v * keep
             if self.fused:
-                from neurolang.spikes import spike_attention
-
                 y = spike_attention(q, k, v, self.scale)
             elif length > width // self.heads:
                 y = q @ (k.transpose(-2, -1) @ v) * self.scale
