@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_lava import lava_env  # noqa: F401  (the session fixture that makes .venv-lava)
+from test_parity import _check
 from test_training import _config_file
 from typer.testing import CliRunner
 
@@ -149,17 +150,6 @@ def test_backends_mark_the_neuron_as_neurolangs():
 
 
 # ---- the whole model ------------------------------------------------------------------------
-
-
-def _check(report, backends):
-    assert report.rates_in_band, [(p.name, p.rate) for p in report.populations]
-    assert report.total_mismatches == 0
-    for b in backends:
-        assert report.logits_max_diff[b] < 1e-12
-        assert report.grad_max_diff[b] < 1e-10
-    encoder = report.config["encoding"] == "heaviside"
-    assert len(report.populations) == report.config["depth"] * 7 + encoder
-    assert all(p.spikes["reference"] > 0 for p in report.populations)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

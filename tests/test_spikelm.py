@@ -3,6 +3,7 @@ energy counting and NIR export."""
 
 import pytest
 import torch
+from test_spikformer import realistic_model
 from typer.testing import CliRunner
 
 from neurolang import Spikformer, compile, preset
@@ -11,7 +12,7 @@ from neurolang.cli import app
 from neurolang.config import ConfigError, load_model_config
 from neurolang.distill.config import load_train_config
 from neurolang.graph import trace
-from neurolang.parity import probe_batch, realistic_init, record_spikes
+from neurolang.parity import record_spikes
 from neurolang.spikelm import SpikeLM
 
 ELASTIC = {"neuron.kind": "elastic_bispike", "attention_neuron.kind": "elastic_bispike"}
@@ -23,12 +24,7 @@ def _config(neuron=None, **overrides):
 
 
 def _model(seed=0, neuron=None, **overrides):
-    config = _config(neuron, **overrides)
-    torch.manual_seed(seed)
-    model = Spikformer(config).double()
-    ids, mask, _ = probe_batch(config, 4, seed)
-    realistic_init(model, ids, mask, seed)
-    return model.eval(), ids, mask
+    return realistic_model(_config(neuron, **overrides), seed)
 
 
 def test_config_selects_the_block():

@@ -10,7 +10,12 @@ from neurolang.parity import probe_batch, realistic_init, record_spikes
 
 
 def _model(seed=0, **overrides):
-    config = preset("tiny", **overrides)
+    return realistic_model(preset("tiny", **overrides), seed)
+
+
+def realistic_model(config, seed=0):
+    """A float64 model of ``config`` in eval mode whose populations all fire (10-35%), with
+    its probe batch: (model, ids, mask)."""
     torch.manual_seed(seed)
     model = Spikformer(config).double()
     ids, mask, _ = probe_batch(config, 4, seed)
