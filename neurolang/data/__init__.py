@@ -16,6 +16,7 @@ from neurolang.data.loading import (
     load_unlabelled,
     local_task,
     resolve_task,
+    validate_unlabelled_sources,
 )
 from neurolang.data.tasks import (
     HUB_ALIASES,
@@ -56,4 +57,5 @@ __all__ = [
     "resolve_data_dir",
     "resolve_task",
     "tokenize",
+    "validate_unlabelled_sources",
 ]

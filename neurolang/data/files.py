@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ SUFFIX_FORMATS = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+
+CSV_FIELD_SIZE_LIMIT = min(sys.maxsize, 2**31 - 1)
+"""The csv module's field size limit while reading data files (Python's default, 128 KiB, is
+smaller than one long document); the largest value every platform's C ``long`` holds."""
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -62,14 +67,43 @@ def infer_format(path: str | os.PathLike) -> str:
     return SUFFIX_FORMATS.get(Path(path).suffix.lower(), "label_sentence")
 
 
+def file_error(path: str | os.PathLike, error: OSError) -> DataError:
+    """The ``DataError`` for an ``OSError`` met while reading or listing ``path``."""
+    shown = str(path)
+    if isinstance(error, FileNotFoundError):
+        return DataError(f"file not found: {shown!r}")
+    if isinstance(error, IsADirectoryError):
+        return DataError(f"expected a file but {shown!r} is a directory")
+    if isinstance(error, NotADirectoryError):
+        return DataError(f"expected a directory but {shown!r} (or a folder above it) is a file")
+    if isinstance(error, PermissionError):
+        return DataError(f"cannot read {shown!r}: permission denied")
+    reason = error.strerror or str(error) or type(error).__name__
+    return DataError(f"cannot read {shown!r}: {reason}")
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a data file: every read of a user's file goes through here, so that any
+    ``OSError`` (missing, a directory, permission denied, I/O error) becomes one ``DataError``."""
+    try:
+        if path.is_dir():
+            raise DataError(f"expected a file but {str(path)!r} is a directory")
+        return path.read_bytes()
+    except OSError as error:
+        raise file_error(path, error) from None
+
+
+def list_directory(path: Path) -> list[Path]:
+    """The entries of a data directory, sorted; an ``OSError`` becomes a ``DataError``."""
+    try:
+        return sorted(path.iterdir())
+    except OSError as error:
+        raise file_error(path, error) from None
+
+
 def read_text(path: Path, encoding: str) -> str:
     """The whole file decoded with ``encoding``; a UTF-8 byte-order mark is dropped."""
-    if path.is_dir():
-        raise DataError(f"expected a file but {str(path)!r} is a directory")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file not found: {str(path)!r}") from None
+    raw = read_bytes(path)
     try:
         text = raw.decode(encoding)
     except LookupError:
@@ -129,24 +163,32 @@ def read_table(
         delimiter = "\t" if file_format == "tsv" else ","
     # TSV files (GLUE, MRPC) put bare quotes in their text: no quoting there.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    if csv.field_size_limit() < CSV_FIELD_SIZE_LIMIT:
+        csv.field_size_limit(CSV_FIELD_SIZE_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     columns: tuple[str, ...] | None = None if header else column_names
     rows, lines = [], []
-    for fields in reader:
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
-        if columns is None and header:
-            columns = tuple(name.strip() for name in fields)
-            continue
-        if columns is None:
-            columns = tuple(str(i) for i in range(len(fields)))
-        if len(fields) != len(columns):
-            raise DataError(
-                f"{str(path)!r}, line {reader.line_num}: {len(fields)} fields where the columns "
-                f"are {list(columns)}; check delimiter= (now {delimiter!r}) and header="
-            )
-        rows.append(dict(zip(columns, fields, strict=True)))
-        lines.append(reader.line_num)
+    try:
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            if columns is None and header:
+                columns = tuple(name.strip() for name in fields)
+                continue
+            if columns is None:
+                columns = tuple(str(i) for i in range(len(fields)))
+            if len(fields) != len(columns):
+                raise DataError(
+                    f"{str(path)!r}, line {reader.line_num}: {len(fields)} fields where the "
+                    f"columns are {list(columns)}; check delimiter= (now {delimiter!r}) and header="
+                )
+            rows.append(dict(zip(columns, fields, strict=True)))
+            lines.append(reader.line_num)
+    except csv.Error as error:
+        raise DataError(
+            f"{str(path)!r}, line {reader.line_num}: cannot be read as {file_format.upper()} "
+            f"({error}); check the file, delimiter= (now {delimiter!r}) and format="
+        ) from None
     return Table(path, columns or (), rows, lines)
 
 

@@ -8,8 +8,10 @@ names). Unlabelled text for pre-distillation becomes a ``datasets.Dataset`` with
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from neurolang.data.errors import DataError
 from neurolang.data.files import (
     ENV_DATA_DIR,
+    SUFFIX_FORMATS,
+    file_error,
     infer_format,
+    list_directory,
     read_table,
     read_text,
     resolve_data_dir,
@@ -51,7 +56,10 @@ __all__ = [
     "load_unlabelled",
     "local_task",
     "resolve_task",
+    "validate_unlabelled_sources",
 ]
+
+log = logging.getLogger("neurolang.data")
 
 _SPLIT_ALIASES = {"train": TRAIN, "validation": VALIDATION, "dev": VALIDATION, "val": VALIDATION}
 _DATA_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".txt")
@@ -62,8 +70,14 @@ class _Example:
     text: str
     text_pair: str | None
     raw_label: Any
-    where: str  # "file, line N" for error messages
+    path: str  # the file and line it came from, for error messages
+    line: int
     key: tuple[str, ...] = ()
+
+    @property
+    def where(self) -> str:
+        """``'file', line N``."""
+        return f"{self.path!r}, line {self.line}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,8 +156,11 @@ def load_task(
         return _load_hub_source(spec.hub, spec.label_names)
     if isinstance(task, str) and task.strip().lower() not in TASKS and _looks_like_hub_name(task):
         return load_hub_task(task, **options)
-    spec = resolve_task(task, **options)
-    return _load_spec(spec, data_dir=data_dir, seed=seed)
+    try:
+        spec = resolve_task(task, **options)
+        return _load_spec(spec, data_dir=data_dir, seed=seed)
+    except OSError as error:  # anything a file check missed: still one DataError
+        raise file_error(error.filename or _shown(task), error) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,8 +193,10 @@ def local_task(
             ``train`` and ``validation`` (alias ``dev``).
         text_column / text_pair_column / label_column: column names, or 0-based indices for
             files without a header (``header=False``). ``text_pair_column`` makes a pair task.
-        label_names: class names in id order; string labels are mapped through it. Without it,
-            integer labels are ids and string labels get ids in sorted-name order.
+        label_names: class names in id order; string labels are mapped through it. Without it
+            (and without ``num_labels``) the classes are the train labels: integer labels are
+            ids and must be exactly ``0..n-1``, string labels get ids in sorted-name order, and
+            a validation label that train lacks is an error.
         num_labels: number of classes (default: ``len(label_names)`` or inferred).
         encoding: the files' encoding (``latin-1``, ``gbk``, ``utf-8-sig``, ...).
         delimiter: field separator of tsv/csv files (default tab / comma).
@@ -225,7 +244,10 @@ def load_local_files(
 
     ``seed`` overrides the seed of a ``validation_fraction`` split.
     """
-    return _load_spec(local_task(files, **options), data_dir=None, seed=seed)
+    try:
+        return _load_spec(local_task(files, **options), data_dir=None, seed=seed)
+    except OSError as error:
+        raise file_error(error.filename or _shown(files), error) from None
 
 
 def _split_files(files: Any) -> dict[str, tuple[str, ...]]:
@@ -246,12 +268,13 @@ def _split_files(files: Any) -> dict[str, tuple[str, ...]]:
     path = Path(files).expanduser()
     if path.is_dir():
         found: dict[str, tuple[str, ...]] = {}
-        for child in sorted(path.iterdir()):
+        children = list_directory(path)
+        for child in children:
             split = _SPLIT_ALIASES.get(child.stem.lower())
             if child.is_file() and split and split not in found:
                 found[split] = (str(child.resolve()),)
         if TRAIN not in found:
-            listing = ", ".join(sorted(c.name for c in path.iterdir())) or "nothing"
+            listing = ", ".join(sorted(c.name for c in children)) or "nothing"
             raise DataError(
                 f"directory {str(path)!r} has no train.* file (it holds: {listing}); name the "
                 "files train.csv / dev.csv (or .tsv, .jsonl, .txt), or pass a mapping "
@@ -263,30 +286,63 @@ def _split_files(files: Any) -> dict[str, tuple[str, ...]]:
 
 def _existing_file(path: str | os.PathLike) -> Path:
     resolved = Path(path).expanduser()
-    if not resolved.is_file():
-        what = "is a directory, not a file" if resolved.is_dir() else "not found"
-        raise DataError(f"data file {str(resolved)!r} {what}")
-    return resolved.resolve()
+    try:
+        if not resolved.is_file():
+            what = "is a directory, not a file" if resolved.is_dir() else "not found"
+            raise DataError(f"data file {str(resolved)!r} {what}")
+        return resolved.resolve()
+    except OSError as error:
+        raise file_error(resolved, error) from None
+
+
+def _shown(task: Any) -> str:
+    return task.name if isinstance(task, TaskSpec) else str(task)
 
 
 # --------------------------------------------------------------------------------------------
 # From a spec to a DatasetDict
 
 
-def _load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None) -> datasets.DatasetDict:
+def _spec_root(spec: TaskSpec, data_dir: Any) -> Path:
     relative = any(not Path(f).is_absolute() for fs in spec.files.values() for f in fs)
-    root = resolve_data_dir(data_dir) if relative or spec.dev_ids else Path("/")
-    for files in spec.files.values():
-        for file in files:
-            if not (root / file).is_file():
-                raise DataError(
-                    f"file not found: {str(root / file)!r} (task {spec.name!r}, data directory "
-                    f"{str(root)!r}); pass data_dir= or set {ENV_DATA_DIR} to the folder that "
-                    f"holds {Path(file).parts[0]}/"
-                )
-    examples = {split: _read_split(spec, root, files) for split, files in spec.files.items()}
+    return resolve_data_dir(data_dir) if relative or spec.dev_ids else Path("/")
+
+
+def _check_spec_files(spec: TaskSpec, root: Path) -> None:
+    """Raise a ``DataError`` unless every file of ``spec`` is there and is a file (reads none)."""
+    files = [file for files in spec.files.values() for file in files]
+    if spec.dev_ids is not None:
+        files.append(spec.dev_ids.file)
+    for file in files:
+        path = root / file
+        try:
+            if path.is_file():
+                continue
+            is_dir = path.is_dir()
+        except OSError as error:
+            raise file_error(path, error) from None
+        if is_dir:
+            raise DataError(
+                f"expected a file but {str(path)!r} is a directory (task {spec.name!r})"
+            )
+        if Path(file).is_absolute():
+            raise DataError(f"file not found: {str(path)!r} (task {spec.name!r})")
+        raise DataError(
+            f"file not found: {str(path)!r} (task {spec.name!r}, data directory "
+            f"{str(root)!r}); pass data_dir= or set {ENV_DATA_DIR} to the folder that "
+            f"holds {Path(file).parts[0]}/"
+        )
+
+
+def _load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None) -> datasets.DatasetDict:
+    root = _spec_root(spec, data_dir)
+    _check_spec_files(spec, root)
+    examples = {split: _read_split(spec, root, split, files) for split, files in spec.files.items()}
     if spec.dev_ids is not None:
         examples[TRAIN], examples[VALIDATION] = _split_by_ids(spec, root, examples[TRAIN])
+    for split, split_examples in examples.items():
+        _require_rows(spec, split, split_examples)
+        _check_texts(spec, split, split_examples)
     label_names, label_ids = _convert_labels(spec, examples)
     if spec.holdout is not None:
         holdout = spec.holdout if seed is None else Holdout(spec.holdout.fraction, seed)
@@ -302,14 +358,69 @@ def _load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None) -> datasets.D
     for split in SPLITS:
         if split not in examples:
             continue
-        if not examples[split]:
-            files = ", ".join(spec.files.get(split, spec.files[TRAIN]))
-            raise DataError(f"split {split!r} of task {spec.name!r} has no rows (files: {files})")
+        _require_rows(spec, split, examples[split])
         result[split] = _to_dataset(spec.is_pair, examples[split], label_ids[split], label_names)
+    _require_two_classes(spec, examples[TRAIN], label_ids[TRAIN], label_names)
     return datasets.DatasetDict(result)
 
 
-def _read_split(spec: TaskSpec, root: Path, files: Sequence[str]) -> list[_Example]:
+def _require_rows(spec: TaskSpec, split: str, examples: list[_Example]) -> None:
+    if not examples:
+        files = ", ".join(spec.files.get(split, spec.files[TRAIN]))
+        raise DataError(f"split {split!r} of task {spec.name!r} has no rows (files: {files})")
+
+
+def _files_of(examples: Sequence[_Example]) -> list[str]:
+    return list(dict.fromkeys(example.path for example in examples))
+
+
+def _check_texts(spec: TaskSpec, split: str, examples: list[_Example]) -> None:
+    """All texts of a split empty: a ``DataError``; some empty: a warning on ``neurolang.data``."""
+    columns = [(spec.text_column, "text_column", False)]
+    if spec.text_pair_column is not None:
+        columns.append((spec.text_pair_column, "text_pair_column", True))
+    if spec.holdout is not None:
+        split = f"{split} (and validation)"  # validation is carved out of these rows later
+    for column, option, is_pair in columns:
+        empty = [e for e in examples if not ((e.text_pair if is_pair else e.text) or "").strip()]
+        if not empty:
+            continue
+        files = ", ".join(repr(f) for f in _files_of(examples))
+        if len(empty) == len(examples):
+            raise DataError(
+                f"every text of the {split} split of task {spec.name!r} is empty (column "
+                f"{column!r}, {len(examples)} rows of {files}); check {option}= and format= "
+                f"(now {spec.format!r})"
+            )
+        log.warning(
+            "%d of %d texts of the %s split of task %r are empty (column %r; first at %s); "
+            "they are kept as empty strings",
+            len(empty),
+            len(examples),
+            split,
+            spec.name,
+            column,
+            empty[0].where,
+        )
+
+
+def _require_two_classes(
+    spec: TaskSpec, examples: list[_Example], ids: np.ndarray, names: Sequence[str]
+) -> None:
+    present = np.unique(ids)
+    if len(present) == 1:
+        _raise_one_class(spec, examples, names[int(present[0])], len(ids))
+
+
+def _raise_one_class(spec: TaskSpec, examples: list[_Example], label: Any, rows: int) -> None:
+    files = ", ".join(repr(f) for f in _files_of(examples))
+    raise DataError(
+        f"the train split of task {spec.name!r} ({files}) has only one class ({str(label)!r}, "
+        f"{rows} rows): a classifier needs at least two"
+    )
+
+
+def _read_split(spec: TaskSpec, root: Path, split: str, files: Sequence[str]) -> list[_Example]:
     examples: list[_Example] = []
     for file in files:
         path = root / file
@@ -322,6 +433,14 @@ def _read_split(spec: TaskSpec, root: Path, files: Sequence[str]) -> list[_Examp
             header=not headerless,
             column_names=spec.column_names if headerless else None,
         )
+        if not table.rows:
+            if table.columns and not headerless and spec.format in ("tsv", "csv"):
+                detail = f"holds only a header row ({', '.join(table.columns)})"
+            else:
+                detail = "is empty"
+            raise DataError(
+                f"split {split!r} of task {spec.name!r} has no rows: {str(path)!r} {detail}"
+            )
         table.require(spec.text_column, "text_column")
         table.require(spec.label_column, "label_column")
         if spec.text_pair_column is not None:
@@ -331,14 +450,24 @@ def _read_split(spec: TaskSpec, root: Path, files: Sequence[str]) -> list[_Examp
             key_columns = spec.dev_ids.columns
             for column in key_columns:
                 table.require(column, "dev_ids columns")
+        needed = [spec.text_column, spec.label_column, *key_columns]
+        if spec.text_pair_column is not None:
+            needed.append(spec.text_pair_column)
         for row, line in zip(table.rows, table.lines, strict=True):
+            lacking = [column for column in needed if column not in row]
+            if lacking:  # JSONL: another line has the column, this one not
+                raise DataError(
+                    f"{str(path)!r}, line {line}: no {', '.join(map(repr, lacking))} field "
+                    f"(this line has {', '.join(map(repr, row)) or 'none'})"
+                )
             pair = None if spec.text_pair_column is None else row[spec.text_pair_column]
             examples.append(
                 _Example(
                     text=_as_text(row[spec.text_column]),
                     text_pair=None if pair is None else _as_text(pair),
                     raw_label=row[spec.label_column],
-                    where=f"{str(path)!r}, line {line}",
+                    path=str(path),
+                    line=line,
                     key=tuple(str(row[c]).strip() for c in key_columns),
                 )
             )
@@ -388,6 +517,132 @@ def _parse_int(value: Any) -> int | None:
     return None
 
 
+def _label_key(value: Any) -> int | str:
+    """A raw label as inference sees it: an int class id if it is one, else its stripped text."""
+    parsed = _parse_int(value)
+    return str(value).strip() if parsed is None else parsed
+
+
+def _show_label(key: int | str) -> str:
+    return str(key) if isinstance(key, int) else repr(key)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``0, 1 and 7``; runs of three or more as ``2..6``."""
+    runs: list[str] = []
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and values[end + 1] == values[end] + 1:
+            end += 1
+        if end - start >= 2:
+            runs.append(f"{values[start]}..{values[end]}")
+        else:
+            runs.extend(str(v) for v in values[start : end + 1])
+        start = end + 1
+    return _listing(runs)
+
+
+def _listing(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _occurrences(
+    keys: Sequence[int | str], counts: Counter, first: Mapping[Any, _Example], one_file: bool
+) -> str:
+    """``7 once, at line 812``: the rarest of ``keys`` first, at most three."""
+    parts = []
+    for key in sorted(keys, key=lambda k: (counts[k], str(k)))[:3]:
+        example = first[key]
+        at = f"line {example.line}" if one_file else example.where
+        times = "once, at" if counts[key] == 1 else f"in {counts[key]} rows, first at"
+        parts.append(f"{_show_label(key)} {times} {at}")
+    if len(keys) > 3:
+        parts.append(f"{len(keys) - 3} more")
+    return "; ".join(parts)
+
+
+def _infer_classes(
+    spec: TaskSpec, examples: Mapping[str, list[_Example]]
+) -> tuple[tuple[str, ...], bool]:
+    """Class names from the train labels of a task that declares none; whether they are names.
+
+    Integer labels must be exactly the ids ``0..n-1``; every other split may only use labels
+    that train has; train must have at least two classes.
+    """
+    train = examples[TRAIN]
+    keys = [_label_key(example.raw_label) for example in train]
+    counts = Counter(keys)
+    first: dict[Any, _Example] = {}
+    for key, example in zip(keys, train, strict=True):
+        first.setdefault(key, example)
+    files = _files_of(train)
+    one_file = len(files) == 1
+    shown_files = repr(files[0]) if one_file else "the train files " + ", ".join(map(repr, files))
+    if len(counts) == 1:
+        ((only, rows),) = counts.items()
+        _raise_one_class(spec, train, only, rows)
+    ints = [key for key in counts if isinstance(key, int)]
+    if ints and len(ints) < len(counts):
+        mostly_ints = 2 * sum(counts[k] for k in ints) >= len(keys)
+        odd = [k for k in counts if isinstance(k, int) != mostly_ints]
+        raise DataError(
+            f"labels in {shown_files} mix integer class ids and names: most are "
+            f"{'class ids' if mostly_ints else 'names'}, the odd ones out are "
+            f"{_occurrences(odd, counts, first, one_file)}; fix the data or pass label_names= "
+            "to name every class"
+        )
+    if ints:
+        present = sorted(ints)
+        count = present[-1] + 1
+        missing = [i for i in range(max(count, 0)) if i not in counts]
+        negative = [k for k in present if k < 0]
+        if missing or negative:
+            unexpected = negative + [k for k in present if missing and k > missing[0]]
+            problems = []
+            if missing:
+                plural = len(missing) > 1
+                problems.append(
+                    f"class id{'s' if plural else ''} {_ranges(missing)} never "
+                    f"occur{'' if plural else 's'}"
+                )
+            if negative:
+                are = "are not class ids" if len(negative) > 1 else "is not a class id"
+                problems.append(f"{_ranges(negative)} {are} (ids start at 0)")
+            problem = " and ".join(problems)
+            raise DataError(
+                f"labels in {shown_files} are {_ranges(present)} "
+                f"({_occurrences(unexpected, counts, first, one_file)}): {problem}; fix the data "
+                "or pass num_labels= / label_names="
+            )
+        names = tuple(str(i) for i in range(count))
+    else:
+        names = tuple(sorted(str(key) for key in counts))
+    for split, split_examples in examples.items():
+        if split == TRAIN:
+            continue
+        unseen: Counter = Counter()
+        where: dict[Any, _Example] = {}
+        for example in split_examples:
+            key = _label_key(example.raw_label)
+            if key not in counts:
+                unseen[key] += 1
+                where.setdefault(key, example)
+        if unseen:
+            known = sorted(counts)
+            shown = _ranges(known) if ints else _listing([repr(k) for k in known[:12]])
+            if len(known) > 12 and not ints:
+                shown += f" (and {len(known) - 12} more)"
+            raise DataError(
+                f"{split} labels never seen in the train split of task {spec.name!r}: "
+                f"{_occurrences(list(unseen), unseen, where, False)} (train labels in "
+                f"{shown_files}: {shown}); a class the model never trains on cannot be "
+                "learned: fix the data, or declare every class with label_names= / num_labels="
+            )
+    return names, not ints
+
+
 def _convert_labels(
     spec: TaskSpec, examples: Mapping[str, list[_Example]]
 ) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
@@ -395,16 +650,15 @@ def _convert_labels(
     names = spec.label_names
     by_name = False  # string labels whose names were inferred: map through the names only
     if spec.label_map is None and names is None:
-        raws = [e.raw_label for split in examples.values() for e in split]
-        parsed = [_parse_int(r) for r in raws]
-        if raws and all(p is not None for p in parsed):
-            count = spec.num_labels
-            if count is None:
-                count = max(max(p for p in parsed if p is not None) + 1, 2)
-            names = tuple(str(i) for i in range(count))
+        if spec.num_labels is None:
+            names, by_name = _infer_classes(spec, examples)
         else:
-            names = tuple(sorted({str(r).strip() for r in raws}))
-            by_name = True
+            raws = [e.raw_label for split in examples.values() for e in split]
+            if raws and all(_parse_int(r) is not None for r in raws):
+                names = tuple(str(i) for i in range(spec.num_labels))
+            else:
+                names = tuple(sorted({str(r).strip() for r in raws}))
+                by_name = True
     assert names is not None
     num_labels = spec.num_labels if spec.num_labels is not None else len(names)
     index = {name: i for i, name in enumerate(names)}
@@ -420,7 +674,13 @@ def _convert_labels(
                     raise DataError(f"label {raw!r} at {example.where} is not one of {allowed}")
                 label = spec.label_map[key]
             elif by_name or (str(raw).strip() in index and _parse_int(raw) is None):
-                label = index[str(raw).strip()]
+                key = str(raw).strip()
+                if key not in index:
+                    raise DataError(
+                        f"label {raw!r} at {example.where} is not one of the label names "
+                        f"{list(names)}"
+                    )
+                label = index[key]
             else:
                 parsed = _parse_int(raw)
                 if parsed is None:
@@ -581,8 +841,18 @@ def _hub_split(
 # Unlabelled text for pre-distillation
 
 
+UnlabelledSource = str | os.PathLike | TaskSpec
+"""An unlabelled text source: a name (``wikitext2``, ``tinyshakespeare``, a task), a
+``TaskSpec``, or a path (a task's directory or data file, or a plain text file)."""
+
+_TEXT_CORPORA = {
+    "wikitext2": ("wikitext2/valid.txt", "wikitext2/test.txt"),
+    "tinyshakespeare": ("tinyshakespeare/input.txt",),
+}
+
+
 def load_unlabelled(
-    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    sources: UnlabelledSource | Sequence[UnlabelledSource],
     *,
     data_dir: str | os.PathLike | None = None,
     max_samples: int | None = None,
@@ -595,23 +865,22 @@ def load_unlabelled(
     Args:
         sources: one or more of ``wikitext2`` (valid + test; ``= Heading =`` lines and blank
             lines dropped, ``<unk>`` kept), ``tinyshakespeare`` (its non-blank lines joined in chunks
-            of ``lines_per_chunk``), any task name (its sentences, labels dropped; both
-            sentences of a pair), or a path to a plain text file (one text per non-blank line).
+            of ``lines_per_chunk``), any task: a task name, a ``TaskSpec`` (``resolve_task``), or a
+            path to a task's directory (``train.*``, ``dev.*``) or data file (``.csv``, ``.tsv``,
+            ``.jsonl``, ...) (its sentences, labels dropped; both sentences of a pair), or a path
+            to any other file, e.g. ``.txt`` (plain text: one text per non-blank line).
         max_samples: keep this many texts, drawn by a shuffle seeded with ``seed``; without it
             every text is kept in source order.
         splits: which splits of a task to take sentences from (default only ``train``).
     """
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    if not sources:
-        raise DataError("no unlabelled text source given (e.g. 'wikitext2', 'sst2')")
+    sources = _source_list(sources)
     if lines_per_chunk < 1:
         raise DataError(f"lines_per_chunk must be >= 1, got {lines_per_chunk}")
     texts: list[str] = []
     for source in sources:
         texts.extend(_unlabelled_texts(source, data_dir, lines_per_chunk, splits))
     if not texts:
-        raise DataError(f"the unlabelled sources {list(map(str, sources))} hold no text")
+        raise DataError(f"the unlabelled sources {[_shown(s) for s in sources]} hold no text")
     if max_samples is not None:
         if max_samples < 1:
             raise DataError(f"max_samples must be >= 1, got {max_samples}")
@@ -623,39 +892,101 @@ def load_unlabelled(
     )
 
 
+def validate_unlabelled_sources(
+    sources: UnlabelledSource | Sequence[UnlabelledSource],
+    data_dir: str | os.PathLike | None = None,
+) -> None:
+    """Check that every unlabelled source resolves and its files are there, reading none of them
+    (a task directory is listed); raise a ``DataError`` for the first one that does not.
+
+    Run it on a whole configuration before any work starts; ``load_unlabelled`` can then still
+    fail on what only reading shows (a bad encoding, a bad label).
+    """
+    for source in _source_list(sources):
+        kind, value = _resolve_unlabelled(source, data_dir)
+        if kind == "corpus":
+            _check_spec_files(value, resolve_data_dir(data_dir))
+        elif kind == "task" and isinstance(value, TaskSpec):
+            _check_spec_files(value, _spec_root(value, data_dir))
+
+
+def _source_list(sources: Any) -> list[UnlabelledSource]:
+    if isinstance(sources, (str, os.PathLike, TaskSpec)):
+        sources = [sources]
+    sources = list(sources)
+    if not sources:
+        raise DataError("no unlabelled text source given (e.g. 'wikitext2', 'sst2')")
+    return sources
+
+
+def _resolve_unlabelled(source: UnlabelledSource, data_dir: Any) -> tuple[str, Any]:
+    """What a source is: ``("corpus", spec)`` (its files), ``("task", spec or hub alias)`` or
+    ``("lines", path)`` (a plain text file)."""
+    if isinstance(source, TaskSpec):
+        return "task", source
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(
+            f"an unlabelled text source is a name, a path or a TaskSpec, not {source!r}"
+        )
+    text = str(source)
+    key = text.strip().lower()
+    if key in _TEXT_CORPORA:
+        files = {TRAIN: _TEXT_CORPORA[key]}
+        return "corpus", TaskSpec(name=key, files=files, format="label_sentence")
+    if key in HUB_ALIASES:
+        return "task", key
+    if key in TASKS:
+        return "task", TASKS[key]
+    path = Path(text).expanduser()
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as error:
+        raise file_error(path, error) from None
+    if is_dir or (is_file and path.suffix.lower() in SUFFIX_FORMATS):
+        try:
+            return "task", resolve_task(path)
+        except OSError as error:
+            raise file_error(error.filename or path, error) from None
+    if is_file:
+        return "lines", path
+    if _looks_like_path(text):
+        raise DataError(f"unlabelled text source not found: no file or directory {text!r}")
+    raise DataError(
+        f"unknown unlabelled text source {text!r}; use 'wikitext2', 'tinyshakespeare', a "
+        f"task name ({', '.join(known_task_names())}), a task's directory or data file, or a "
+        "path to a text file"
+    )
+
+
 def _unlabelled_texts(
-    source: str | os.PathLike, data_dir: Any, lines_per_chunk: int, splits: Sequence[str]
+    source: UnlabelledSource, data_dir: Any, lines_per_chunk: int, splits: Sequence[str]
 ) -> list[str]:
-    key = str(source).strip().lower()
-    if key == "wikitext2":
-        root = resolve_data_dir(data_dir) / "wikitext2"
+    kind, value = _resolve_unlabelled(source, data_dir)
+    if kind == "corpus":
+        root = resolve_data_dir(data_dir)
+        _check_spec_files(value, root)
+        contents = [read_text(root / file, "utf-8") for file in value.files[TRAIN]]
+        if value.name == "tinyshakespeare":
+            return _chunk_lines(contents[0], lines_per_chunk)
         texts = []
-        for name in ("valid.txt", "test.txt"):
-            for line in read_text(root / name, "utf-8").split("\n"):
+        for content in contents:
+            for line in content.split("\n"):
                 line = line.strip()
                 if line and not (line.startswith("= ") and line.endswith(" =")):
                     texts.append(line)
         return texts
-    if key == "tinyshakespeare":
-        text = read_text(resolve_data_dir(data_dir) / "tinyshakespeare" / "input.txt", "utf-8")
-        return _chunk_lines(text, lines_per_chunk)
-    if key in TASKS or key in HUB_ALIASES:
-        loaded = load_task(key, data_dir=data_dir)
+    if kind == "task":
+        loaded = load_task(value, data_dir=data_dir)
+        name = _shown(value)
         texts = []
         for split in splits:
             if split not in loaded:
-                raise DataError(f"task {key!r} has no split {split!r} (splits: {list(loaded)})")
+                raise DataError(f"task {name!r} has no split {split!r} (splits: {list(loaded)})")
             texts.extend(loaded[split]["text"])
             if "text_pair" in loaded[split].column_names:
                 texts.extend(loaded[split]["text_pair"])
         return [t for t in texts if t.strip()]
-    path = Path(source).expanduser()
-    if path.is_file():
-        return [line.strip() for line in read_text(path, "utf-8").split("\n") if line.strip()]
-    raise DataError(
-        f"unknown unlabelled text source {str(source)!r}; use 'wikitext2', 'tinyshakespeare', a "
-        f"task name ({', '.join(known_task_names())}) or a path to a text file"
-    )
+    return [line.strip() for line in read_text(value, "utf-8").split("\n") if line.strip()]
 
 
 def _chunk_lines(text: str, lines_per_chunk: int) -> list[str]:

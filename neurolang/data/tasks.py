@@ -77,8 +77,10 @@ class TaskSpec:
         text_column: column holding the (first) sentence.
         label_column: column holding the label.
         text_pair_column: column holding the second sentence of a pair task, else ``None``.
-        label_names: the name of each class id ``0..n-1``; ``None``: inferred from the data
-            (integer labels -> ``"0".."n-1"``, string labels -> their sorted names).
+        label_names: the name of each class id ``0..n-1``; ``None``: inferred from the train
+            labels (integer labels -> ``"0".."n-1"``, and they must be exactly those ids; string
+            labels -> their sorted names); with classes inferred (no ``label_names``,
+            ``label_map`` or ``num_labels``) a validation label absent from train is an error.
         label_map: raw label value -> class id, for labels stored as names (RTE); ``None``: the
             raw value is the class id, or (with ``label_names``) a class name.
         num_labels: number of classes; ``None``: ``len(label_names)`` or inferred.
