@@ -9,14 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from neurolang.neurons import NeuronSpec
+from neurolang.validation import (  # ConfigError is this module's error as well
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_table,
+)
 
 ENCODINGS = ("repeat", "heaviside")
 NORMS = ("layer", "batch")
 BLOCKS = ("spikformer", "spikelm")
-
-
-class ConfigError(ValueError):
-    """A configuration value or file a user gave is wrong."""
 
 
 @dataclass(frozen=True)
@@ -24,14 +28,15 @@ class SpikformerConfig:
     """A Spikformer for language (SpikeBERT), every choice explicit.
 
     Attributes:
-        vocab_size: token vocabulary (the teacher's tokenizer).
+        vocab_size: token vocabulary (the teacher's tokenizer), at least 2 (padding and a token).
         hidden_size: width D of the token stream.
         depth: number of blocks (spiking self-attention + MLP).
         num_heads: attention heads; ``hidden_size`` must divide evenly.
         mlp_ratio: MLP hidden width is ``mlp_ratio * hidden_size``.
         time_steps: simulation steps T; the encoded input is repeated at every step.
         num_labels: classes of the classification head.
-        max_length: longest sequence (sizes the position embedding, if any).
+        max_length: longest sequence (sizes the position embedding, if any), at least 2 ([CLS]
+            and a token).
         position_embedding: add a learned position embedding (SpikeBERT has none).
         encoding: ``"repeat"`` feeds the real-valued embedding at every step; ``"heaviside"``
             spikes it first, ``H(e > 0)`` with the neuron's surrogate (SpikeBERT).
@@ -71,22 +76,24 @@ class SpikformerConfig:
     block: str = "spikformer"
 
     def __post_init__(self) -> None:
-        positive = ("vocab_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
-                    "time_steps", "num_labels", "max_length")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        # [CLS] and one token need max_length 2; token ids start above the padding id 0
+        for name, at_least in (("vocab_size", 2), ("hidden_size", 1), ("depth", 1),
+                               ("num_heads", 1), ("mlp_ratio", 1), ("time_steps", 1),
+                               ("num_labels", 1), ("max_length", 2)):
+            object.__setattr__(self, name, check_int("", name, getattr(self, name),
+                                                     at_least=at_least))
+        for name in ("position_embedding", "padding_mask", "representation_taps"):
+            check_bool("", name, getattr(self, name))
+        check_number("", "attention_scale", self.attention_scale, greater_than=0)
+        for name in ("initializer_range", "norm_eps"):  # 0: constant init / no epsilon
+            check_number("", name, getattr(self, name), at_least=0)
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
             )
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
-        if self.norm not in NORMS:
-            raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.block not in BLOCKS:
-            raise ConfigError(f"block must be one of {BLOCKS}, got {self.block!r}")
+        check_choice("", "encoding", self.encoding, ENCODINGS)
+        check_choice("", "norm", self.norm, NORMS)
+        check_choice("", "block", self.block, BLOCKS)
         if self.block == "spikelm" and self.norm != "layer":
             raise ConfigError("block 'spikelm' keeps BERT's LayerNorms: norm must be 'layer'")
         for name in ("neuron", "attention_neuron"):
@@ -112,7 +119,7 @@ class SpikformerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpikformerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(check_table("a model configuration", data)) - known)
         if unknown:
             raise ConfigError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
         try:
@@ -207,7 +214,7 @@ def load_model_config(path: str | Path) -> SpikformerConfig:
 def model_config_from_table(table: dict[str, Any]) -> SpikformerConfig:
     """A ``[model]`` table: ``preset = "name"`` (default ``small``) plus options, neuron
     options in ``[model.neuron]`` / ``[model.attention_neuron]`` sub-tables."""
-    model = dict(table)
+    model = dict(check_table("[model]", table))
     base = preset(model.pop("preset", "small"))
     flat = {}
     for key, value in model.items():
@@ -270,6 +277,6 @@ PRESETS: dict[str, SpikformerConfig] = {
 def preset(name: str, **overrides: Any) -> SpikformerConfig:
     """A named preset (``spikebert``, ``spikebert-reference``, ``small``, ``spikelm-small``,
     ``tiny``)."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return PRESETS[name].with_overrides(overrides) if overrides else PRESETS[name]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from neurolang.surrogate import COMPARISONS, SURROGATES, spike
+from neurolang.validation import check_bool, check_choice, check_number
 
 RESETS = ("zero", "subtract")
 
@@ -30,15 +31,15 @@ class NeuronSpec:
             (SpikeLM's elastic bi-spiking neuron, :func:`elastic_bispike_step`; it uses only
             ``kind`` and ``learn_alpha``: the LIF settings below do not apply to it, though a
             Heaviside encoder still takes its comparison and surrogate from ``config.neuron``).
-        tau: membrane time constant in steps; the decay is ``beta = 1 - 1/tau``.
-        beta: the decay itself; give ``tau`` or ``beta``. ``tau`` wins if both are given and
-            they disagree is an error.
+        tau: membrane time constant in steps (>= 1); the decay is ``beta = 1 - 1/tau``.
+        beta: the decay itself, in [0, 1); give ``tau`` or ``beta``. ``tau`` wins if both are
+            given and they disagree is an error.
         decay_input: scale the input by ``1/tau`` as SpikingJelly's ``LIFNode`` (SpikeBERT).
-        v_threshold: firing threshold.
+        v_threshold: firing threshold (> 0).
         reset: ``"zero"`` (hard reset to 0) or ``"subtract"`` (subtract the threshold).
         threshold_comparison: ``">"`` (snnTorch, Norse, Lava, NIR) or ``">="`` (SpikingJelly).
         surrogate: surrogate gradient name (``neurolang.surrogate``).
-        surrogate_alpha: its sharpness ``alpha``.
+        surrogate_alpha: its sharpness ``alpha`` (> 0).
         detach_reset: cut the gradient through the reset (SpikingJelly ``detach_reset=True``).
         learn_alpha: ``elastic_bispike`` only: the spike amplitudes ``alpha`` (one per time
             step) are trained (LSQ gradient) after their first-batch initialisation, instead of
@@ -58,31 +59,31 @@ class NeuronSpec:
     learn_alpha: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in NEURON_KINDS:
-            raise ValueError(f"unknown neuron kind {self.kind!r}; known: {sorted(NEURON_KINDS)}")
+        # the errors are ValueErrors (ConfigError) naming the option; neurolang.config adds
+        # the population ("neuron: tau must be ...")
+        check_choice("", "kind", self.kind, sorted(NEURON_KINDS))
         if self.tau is None and self.beta is None:
             raise ValueError("a neuron needs tau or beta")
+        if self.tau is not None:  # tau >= 1: beta = 1 - 1/tau in [0, 1)
+            check_number("", "tau", self.tau, at_least=1)
+        if self.beta is not None:
+            check_number("", "beta", self.beta, at_least=0, less_than=1)
         if self.tau is not None:
-            if self.tau < 1:
-                raise ValueError(f"tau must be >= 1 (beta = 1 - 1/tau in [0, 1)), got {self.tau}")
             beta = 1.0 - 1.0 / self.tau
+            if beta >= 1:
+                raise ValueError(f"tau={self.tau} is too large: beta = 1 - 1/tau rounds to 1")
             if self.beta is not None and not math.isclose(beta, self.beta, rel_tol=1e-12):
                 raise ValueError(f"tau={self.tau} gives beta={beta}, but beta={self.beta} was given")
             object.__setattr__(self, "beta", beta)
         else:
-            if not 0 <= self.beta < 1:
-                raise ValueError(f"beta must be in [0, 1), got {self.beta}")
             object.__setattr__(self, "tau", 1.0 / (1.0 - self.beta))
-        if self.reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
-        if self.threshold_comparison not in COMPARISONS:
-            raise ValueError(
-                f"threshold_comparison must be one of {COMPARISONS}, got {self.threshold_comparison!r}"
-            )
-        if self.surrogate not in SURROGATES:
-            raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
-        if self.v_threshold <= 0:
-            raise ValueError(f"v_threshold must be > 0, got {self.v_threshold}")
+        for name in ("decay_input", "detach_reset", "learn_alpha"):
+            check_bool("", name, getattr(self, name))
+        check_choice("", "reset", self.reset, RESETS)
+        check_choice("", "threshold_comparison", self.threshold_comparison, COMPARISONS)
+        check_choice("", "surrogate", self.surrogate, SURROGATES)
+        check_number("", "v_threshold", self.v_threshold, greater_than=0)
+        check_number("", "surrogate_alpha", self.surrogate_alpha, greater_than=0)
         if self.learn_alpha and not NEURON_KINDS[self.kind].amplitude:
             raise ValueError(f"learn_alpha applies to neurons with spike amplitudes "
                              f"(elastic_bispike), not to {self.kind!r}")

@@ -19,6 +19,7 @@ from neurolang.backends import compile as compile_model
 from neurolang.config import SpikformerConfig
 from neurolang.primitives import Encode, Norm, SpikingNeuron, fold_mask
 from neurolang.spikformer import Spikformer
+from neurolang.validation import check_int
 
 RATE_BAND = (0.05, 0.50)
 
@@ -222,6 +223,7 @@ def run_parity(config: SpikformerConfig, backends: list[str], seed: int = 0,
                dtype: torch.dtype = torch.float64, batch_size: int = 4,
                check_float32: bool = True) -> ParityReport:
     """Compare ``backends`` with the reference step functions on one model and batch."""
+    batch_size = check_int("", "batch_size", batch_size, at_least=1)
     torch.manual_seed(seed)
     reference = Spikformer(config).to(dtype)
     ids, mask, labels = probe_batch(config, batch_size, seed)

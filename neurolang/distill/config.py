@@ -8,6 +8,7 @@ Sections: ``[model]`` (a :class:`~neurolang.config.SpikformerConfig`, from a pre
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,20 @@ import tomllib
 from neurolang.config import ConfigError, SpikformerConfig, model_config_from_table
 from neurolang.distill.metrics import canonical_metric
 from neurolang.distill.trainer import OptimConfig
+from neurolang.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_str,
+    check_str_list,
+    check_table,
+)
 
 
 def _check_metric(name: str) -> str:
     """``""`` (the task's own selection metric) or a known metric's canonical name."""
+    check_str("", "select_metric", name)
     return canonical_metric(name) if name else ""
 
 
@@ -35,7 +46,8 @@ class TeacherConfig:
     Hub name ``mideind/IceBERT-ic3`` when online; offline, a folder made by
     ``neurolang build-teacher``): its own tokenizer, special tokens and pair encoding are used.
     ``select_metric`` picks the best fine-tuning epoch (``""``: the task's selection metric;
-    ``accuracy``, ``f1``, ``macro_f1`` or ``mcc``, multiclass Matthews correlation)."""
+    ``accuracy``, ``f1``, ``macro_f1`` or ``mcc``, multiclass Matthews correlation).
+    ``epochs`` and ``batch_size`` are >= 1, ``lr`` > 0, ``max_length`` >= 2."""
 
     name: str = "default"
     finetuned: str = ""
@@ -46,6 +58,11 @@ class TeacherConfig:
     select_metric: str = ""
 
     def __post_init__(self):
+        check_str("", "name", self.name, non_empty=True)
+        check_str("", "finetuned", self.finetuned)
+        for name, at_least in (("epochs", 1), ("batch_size", 1), ("max_length", 2)):
+            setattr(self, name, check_int("", name, getattr(self, name), at_least=at_least))
+        check_number("", "lr", self.lr, greater_than=0)
         self.select_metric = _check_metric(self.select_metric)
 
 
@@ -54,7 +71,9 @@ class DataConfig:
     """``task``: a named task (``sst2``, ``cola``, ...), a hub name (``glue/sst2``) or a file;
     ``data_dir``: where the named tasks live (default ``$NEUROLANG_DATA_DIR`` or
     ``../shared/data``); ``unlabelled``: stage-1 text sources (``wikitext2``,
-    ``tinyshakespeare``, task names); ``max_unlabelled_samples`` caps them (seeded);
+    ``tinyshakespeare``, task names; on the command line one name or several separated by
+    commas, ``--set data.unlabelled=wikitext2,task``); ``max_unlabelled_samples`` (>= 1) caps
+    them (seeded; set it above the number of texts to keep them all);
     ``max_train_samples`` caps the task's train split (a seeded subset, ``run.seed``; 0: all),
     for quick runs: the teacher is fine-tuned and the student distilled on the same rows.
 
@@ -70,6 +89,14 @@ class DataConfig:
     unlabelled: list[str] = field(default_factory=lambda: ["wikitext2", "task"])
     max_unlabelled_samples: int = 20000
     max_train_samples: int = 0
+
+    def __post_init__(self):
+        check_str("", "task", self.task, non_empty=True)
+        check_str("", "data_dir", self.data_dir)
+        self.unlabelled = check_str_list("", "unlabelled", self.unlabelled)
+        for name, at_least in (("max_length", 2), ("max_unlabelled_samples", 1),
+                               ("max_train_samples", 0)):
+            setattr(self, name, check_int("", name, getattr(self, name), at_least=at_least))
 
 
 @dataclass
@@ -87,6 +114,13 @@ class PredistillConfig(OptimConfig):
     emb_weight: float = 1.0
     ignore_layers: int = 0
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_bool("", "enabled", self.enabled)
+        for name in ("rep_weight", "emb_weight"):
+            check_number("", name, getattr(self, name), at_least=0)
+        self.ignore_layers = check_int("", "ignore_layers", self.ignore_layers, at_least=0)
+
 
 @dataclass
 class IcsfdConfig:
@@ -97,6 +131,11 @@ class IcsfdConfig:
     enabled: bool = False
     k: int = 3
     weight: float = 0.01
+
+    def __post_init__(self):
+        check_bool("", "enabled", self.enabled)
+        self.k = check_int("", "k", self.k, at_least=1)
+        check_number("", "weight", self.weight, at_least=0)
 
 
 @dataclass
@@ -122,20 +161,35 @@ class DistillConfig(OptimConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        for name in ("w_ce", "w_logit", "w_emb", "w_rep"):
+            check_number("", name, getattr(self, name), at_least=0)
+        check_number("", "temperature", self.temperature, greater_than=0)
+        self.ignore_layers = check_int("", "ignore_layers", self.ignore_layers, at_least=0)
         self.select_metric = _check_metric(self.select_metric)
+        if not isinstance(self.icsfd, IcsfdConfig):
+            raise ValueError(f"icsfd must be a table of options, got {self.icsfd!r}")
 
 
 @dataclass
 class RunConfig:
     """``backend``: torch | snntorch | norse; ``init_embeddings``: ``teacher`` copies the
     teacher's word (and position) embeddings when the widths match, ``random`` does not;
-    ``device``: cpu | cuda | auto; ``threads``: torch CPU threads (0: torch's default)."""
+    ``device``: cpu | cuda | cuda:N | auto; ``threads``: torch CPU threads (0: torch's
+    default). ``backend`` is checked against the installed backends when the run starts."""
 
     backend: str = "torch"
     seed: int = 0
     init_embeddings: str = "teacher"
     device: str = "auto"
     threads: int = 0
+
+    def __post_init__(self):
+        check_str("", "backend", self.backend, non_empty=True)
+        for name in ("seed", "threads"):
+            setattr(self, name, check_int("", name, getattr(self, name), at_least=0))
+        check_choice("", "init_embeddings", self.init_embeddings, ("teacher", "random"))
+        if not (isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device)):
+            check_choice("", "device", self.device, ("cpu", "cuda", "auto"))
 
 
 @dataclass
@@ -155,26 +209,33 @@ _SECTIONS = {"teacher": TeacherConfig, "data": DataConfig, "predistill": Predist
              "distill": DistillConfig, "run": RunConfig}
 
 
-def _build(cls, data: dict[str, Any], where: str):
+def _build(cls, data: Any, where: str):
+    """The section ``[where]`` from its table; the errors of its checks get the section."""
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(check_table(f"[{where}]", data)) - set(known))
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} in [{where}]; known: {sorted(known)}")
     values = dict(data)
-    if cls is DistillConfig and isinstance(values.get("icsfd"), dict):
+    if cls is DistillConfig and "icsfd" in values:
         values["icsfd"] = _build(IcsfdConfig, values["icsfd"], f"{where}.icsfd")
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"[{where}]: {err}") from None
+        raise ConfigError(f"[{where}] {err}") from None
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """A training configuration from its tables; every error names the section and option."""
     unknown = sorted(set(data) - {"model", *_SECTIONS})
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; known: model, {', '.join(_SECTIONS)}")
     sections = {name: _build(cls, data.get(name, {}), name) for name, cls in _SECTIONS.items()}
-    return TrainConfig(model=model_config_from_table(data.get("model", {})), **sections)
+    table = check_table("[model]", data.get("model", {}))
+    try:
+        model = model_config_from_table(table)
+    except ConfigError as err:
+        raise ConfigError(f"[model] {err}") from None
+    return TrainConfig(model=model, **sections)
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None):
