@@ -448,12 +448,21 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
     from neurolang.config import preset
     from neurolang.parity import probe_batch
 
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    # named as the command's options; batch_size and length None: the preset's shape
+    for option, value, at_least in (("--repeats", repeats, 1), ("--warmup", warmup, 0),
+                                    ("--batch-size", batch_size, 1), ("--length", length, 2)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < at_least):
+            raise ValueError(f"{option} must be an integer >= {at_least}, got {value!r}")
     if isinstance(dtype, str):
         if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+            raise ValueError(f"--dtype must be float32 or float64, got {dtype!r}")
         dtype = getattr(torch, dtype)
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"--dtype must be float32 or float64, got {dtype}")
+    if not (isinstance(device, str) and (device in ("cpu", "cuda") or (
+            device.startswith("cuda:") and device[5:].isdigit()))):
+        raise ValueError(f"--device must be cpu or cuda (cuda:N), got {device!r}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
@@ -642,9 +651,15 @@ def register(app, fail) -> None:
         from neurolang.config import ConfigError
 
         console = Console(width=max(Console().width, 160))
+        if threads is not None and threads < 0:
+            fail(f"--threads must be an integer >= 0 (0: torch's default), got {threads}")
         if threads:
             torch.set_num_threads(threads)
         names = [b.strip() for b in backends.split(",") if b.strip()]
+        if json_out:
+            from neurolang.outputs import claim_file
+
+            claim_file(json_out, what="--json")
         try:
             result = run_bench(names, preset, device, repeats, warmup, batch_size, length,
                                baseline, stepwise, dtype,
@@ -653,6 +668,7 @@ def register(app, fail) -> None:
             fail(str(err))
         print_table(result, console)
         if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(result, indent=2) + "\n")
+            from neurolang.outputs import write_text_atomic
+
+            write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
             console.print(f"result written to {json_out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -11,11 +12,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Spiking language models: define once, compile to snnTorch / Norse / PyTorch.",
-)
 console = Console(width=max(Console().width, 120))
 
 
@@ -24,6 +20,75 @@ def _fail(message: str, code: int = 2) -> None:
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False,
                   soft_wrap=True)
     raise typer.Exit(code)
+
+
+def os_error_message(err: OSError) -> str:
+    """``cannot write 'x/energy.json': permission denied`` from any ``OSError``."""
+    reason = (err.strerror or str(err) or type(err).__name__).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    where = f" {str(err.filename)!r}" if err.filename is not None else ""
+    if err.filename2 is not None:
+        where += f" -> {str(err.filename2)!r}"
+    hints = {IsADirectoryError: "; a file name was expected",
+             NotADirectoryError: "; a folder was expected",
+             PermissionError: "; choose a path you can read and write"}
+    hint = next((h for kind, h in hints.items() if isinstance(err, kind)), "")
+    return f"{where.strip() or 'a file'}: {reason}{hint}"
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Every error a user's input can cause: each becomes one line and exit code 2."""
+    from neurolang.config import ConfigError
+    from neurolang.outputs import OutputError
+
+    errors: list[type[BaseException]] = [ConfigError, OutputError, ValueError]
+    for module, names in (("neurolang.backends", ("BackendError",)),
+                          ("neurolang.distill.trainer", ("TrainingError",)),
+                          ("neurolang.lava.env", ("LavaEnvError",))):
+        try:
+            imported = __import__(module, fromlist=list(names))
+        except ImportError:  # pragma: no cover - an optional part is not installed
+            continue
+        errors += [getattr(imported, n) for n in names]
+    return tuple(errors)
+
+
+def guarded(command):
+    """Run a command so that bad input ends in one line, never a traceback: the project's
+    errors and ``OSError`` (an unreadable file, a read-only folder, a folder for a file)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except OSError as err:
+            _fail(os_error_message(err))
+        except KeyboardInterrupt:
+            _fail("interrupted; a training run continues with --resume", code=130)
+        except user_errors() as err:
+            _fail(str(err) or type(err).__name__)
+
+    return run
+
+
+class App(typer.Typer):
+    """A Typer app whose every command runs :func:`guarded`."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorator(function):
+            register(guarded(function))
+            return function
+
+        return decorator
+
+
+app = App(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Spiking language models: define once, compile to snnTorch / Norse / PyTorch.",
+)
 
 
 def _model_config(config: Path | None, preset_name: str, overrides: list[str]):
@@ -83,6 +148,12 @@ def parity(
     dtypes = {"float64": torch.float64, "float32": torch.float32}
     if dtype not in dtypes:
         _fail(f"--dtype must be float64 or float32, got {dtype!r}")
+    if json_out:
+        from neurolang.outputs import claim_file
+
+        claim_file(json_out, what="--json")
+    if batch_size < 1:
+        _fail(f"--batch-size must be >= 1, got {batch_size}")
     names = [b.strip() for b in backends.split(",") if b.strip()]
     with_lava = "lava" in names
     names = [n for n in names if n != "lava"]
@@ -102,8 +173,9 @@ def parity(
         result["lava"] = lava
         mismatches += lava["total_count_mismatches"]
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        from neurolang.outputs import write_text_atomic
+
+        write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
         console.print(f"report written to {json_out}")
     if mismatches:
         raise typer.Exit(1)

@@ -166,8 +166,9 @@ def pretrain_roberta(
     ``max_minutes`` stops earlier when the time is up (the schedule still spans ``steps``).
     Returns the model and a summary (held-out masked-token loss before and after, steps, time).
     """
-    from tqdm.auto import tqdm
     from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from neurolang.progress import progress as tqdm
 
     if steps < 1 or batch_size < 1 or lr <= 0 or max_length < 8:
         raise ValueError("need steps >= 1, batch_size >= 1, lr > 0 and max_length >= 8")
@@ -295,9 +296,14 @@ def build_roberta_teacher(
 
     started = time.perf_counter()
     output = Path(output_dir).expanduser().resolve()
-    if output.exists() and not overwrite:
-        raise TeacherError(f"{str(output)!r} already exists; choose another output or "
-                           "pass overwrite=True (--overwrite)")
+    from neurolang.outputs import OutputError, claim_folder
+
+    try:  # an existing folder is replaced only with overwrite
+        claim_folder(output, ["built-teacher"], what="teacher output folder",
+                     overwrite=overwrite, overwrite_flag="overwrite=True (--overwrite)",
+                     replace_own=False)
+    except OutputError as err:
+        raise TeacherError(str(err)) from None
     texts = load_unlabelled(list(sources), data_dir=data_dir, max_samples=max_samples,
                             seed=pretrain.get("seed", 0))["text"]
     max_length = pretrain.get("max_length", 64)

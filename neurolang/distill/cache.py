@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from neurolang.distill.teachers import Teacher
+from neurolang.progress import progress as tqdm
 
 
 def _fingerprint_teacher(teacher: Teacher) -> str:

@@ -33,11 +33,37 @@ def _load(config: Path | None, backend: str | None, overrides: list[str]):
     return cfg
 
 
-def _validate_data(cfg) -> None:
-    """Resolve the task and its files before anything is trained."""
-    from neurolang.data import load_task
+def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
+                 overwrite: bool = False, stage1: bool | None = None,
+                 teacher: str | None = None) -> None:
+    """The whole configuration checked before any work: the task's data, the unlabelled
+    sources, the teachers and the output folder (a dry run of everything that can fail on
+    what the user gave)."""
+    from neurolang.data import load_task, validate_unlabelled_sources
+    from neurolang.distill.stages import check_run_folder, task_text_source
+    from neurolang.distill.teachers import TeacherError, check_teacher
 
-    load_task(cfg.data.task, data_dir=cfg.data.data_dir or None)
+    data_dir = cfg.data.data_dir or None
+    raw = load_task(cfg.data.task, data_dir=data_dir)
+    if stage1 is None:
+        stage1 = cfg.predistill.enabled
+    if stage1:
+        sources = [task_text_source(cfg) if s == "task" else s for s in cfg.data.unlabelled]
+        validate_unlabelled_sources(sources, data_dir=data_dir)
+        check_teacher(cfg.teacher.name, max_length=cfg.data.max_length)
+    finetuned = teacher if teacher is not None else cfg.teacher.finetuned
+    if finetuned:
+        info = check_teacher(finetuned, head=True, max_length=cfg.data.max_length,
+                             what="fine-tuned teacher")
+        classes = raw["train"].features["label"].num_classes
+        if info["num_labels"] is not None and info["num_labels"] != classes:
+            raise TeacherError(f"fine-tuned teacher {finetuned!r} has {info['num_labels']} "
+                               f"labels, the task {cfg.data.task!r} has {classes}")
+    else:
+        check_teacher(cfg.teacher.name, max_length=max(cfg.teacher.max_length,
+                                                       cfg.data.max_length))
+    if output is not None:
+        check_run_folder(cfg, output, resume=resume, overwrite=overwrite)
 
 
 def register(app: typer.Typer, fail) -> None:
@@ -48,14 +74,17 @@ def register(app: typer.Typer, fail) -> None:
         output: Path = typer.Option(Path("runs/train"), "--output", "-o",
                                     help="Run folder: one sub-folder per stage."),
         resume: bool = typer.Option(False, help="Continue unfinished stages from checkpoints."),
+        overwrite: bool = typer.Option(False, help="Replace --output even if it holds another "
+                                       "run or other files."),
         set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     ) -> None:
         """The whole pipeline: fine-tune the teacher (unless given), stage 1, stage 2, evaluate."""
         from neurolang.distill.stages import train_pipeline
 
         cfg = _guard(fail, lambda: _load(config, backend, set_))
-        _guard(fail, lambda: _validate_data(cfg))
-        results = _guard(fail, lambda: train_pipeline(cfg, output, resume=resume))
+        _guard(fail, lambda: validate_run(cfg, output, resume=resume, overwrite=overwrite))
+        results = _guard(fail, lambda: train_pipeline(cfg, output, resume=resume,
+                                                      overwrite=overwrite))
         _summary(results)
 
     @app.command()
@@ -68,8 +97,11 @@ def register(app: typer.Typer, fail) -> None:
     ) -> None:
         """Stage 1 alone: representations aligned with the pretrained teacher."""
         from neurolang.distill.stages import predistill as run
+        from neurolang.outputs import claim_folder
 
         cfg = _guard(fail, lambda: _load(config, backend, set_))
+        _guard(fail, lambda: validate_run(cfg, stage1=True, teacher=""))
+        _guard(fail, lambda: claim_folder(output, ["stage"], what="--output"))
         results = _guard(fail, lambda: run(cfg, output, resume=resume))
         typer.echo(json.dumps({k: v for k, v in results.items() if k != "layer_map"}, indent=2))
 
@@ -85,9 +117,11 @@ def register(app: typer.Typer, fail) -> None:
     ) -> None:
         """Stage 2 alone: task distillation from a fine-tuned teacher."""
         from neurolang.distill.stages import distill as run
+        from neurolang.outputs import claim_folder
 
         cfg = _guard(fail, lambda: _load(config, backend, set_))
-        _guard(fail, lambda: _validate_data(cfg))
+        _guard(fail, lambda: validate_run(cfg, stage1=False, teacher=teacher))
+        _guard(fail, lambda: claim_folder(output, ["stage"], what="--output"))
         results = _guard(fail, lambda: run(cfg, output, teacher, stage1=stage1, resume=resume))
         if "dev" in results:  # the main process
             typer.echo(json.dumps({"dev": results["dev"], "best_epoch": results["best_epoch"]}))
@@ -107,17 +141,23 @@ def register(app: typer.Typer, fail) -> None:
         threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)."),
         data_dir: Path = typer.Option(None, help="Data folder (default: $NEUROLANG_DATA_DIR "
                                                  "or ../shared/data)."),
+        overwrite: bool = typer.Option(False, help="Replace --output even if it is not a "
+                                       "teacher folder (an earlier teacher is replaced "
+                                       "anyway)."),
     ) -> None:
         """Fine-tune a BERT/RoBERTa teacher on a task; saves a transformers folder."""
         import torch
 
-        from neurolang.distill.teachers import finetune_teacher
+        from neurolang.distill.teachers import check_teacher, finetune_teacher
 
+        if threads < 0:
+            fail(f"--threads must be >= 0, got {threads}")
         if threads:
             torch.set_num_threads(threads)
+        _guard(fail, lambda: check_teacher(teacher, max_length=max_length))
         results = _guard(fail, lambda: finetune_teacher(
             teacher, task, output, epochs=epochs, lr=lr, batch_size=batch_size,
-            max_length=max_length, seed=seed, data_dir=data_dir, overwrite=True,
+            max_length=max_length, seed=seed, data_dir=data_dir, overwrite=overwrite,
             selection_metric=select_metric, max_train_samples=max_train_samples))
         typer.echo(json.dumps({"dev": results["metrics"], "output": str(output)}))
 
@@ -171,19 +211,55 @@ def register(app: typer.Typer, fail) -> None:
         data_dir: Path = typer.Option(None),
     ) -> None:
         """Dev metrics of a trained model folder on any backend."""
-        from transformers import AutoTokenizer
-
-        from neurolang.checkpoint import from_pretrained
+        from neurolang.checkpoint import from_pretrained, read_config
         from neurolang.data import load_task, resolve_task, tokenize
         from neurolang.distill.stages import evaluate_student
 
-        model = _guard(fail, lambda: from_pretrained(model_dir, backend))
-        tokenizer = _guard(fail, lambda: AutoTokenizer.from_pretrained(str(model_dir)))
+        if max_length < 2:
+            fail(f"--max-length must be >= 2 (a special token and a word), got {max_length}")
+        saved, meta = _guard(fail, lambda: read_config(model_dir))
+        tokenizer = _guard(fail, lambda: _model_tokenizer(model_dir))
         spec = _guard(fail, lambda: resolve_task(task))
-        data = tokenize(load_task(task, data_dir=data_dir)["validation"], tokenizer,
-                        min(max_length, model.config.max_length))
+        raw = _guard(fail, lambda: load_task(task, data_dir=data_dir))
+        _guard(fail, lambda: _check_labels(saved, meta, raw["validation"], task, model_dir))
+        model = _guard(fail, lambda: from_pretrained(model_dir, backend))
+        data = tokenize(raw["validation"], tokenizer, min(max_length, model.config.max_length))
         typer.echo(json.dumps(evaluate_student(model, data, tokenizer.pad_token_id,
                                                list(spec.metrics))))
+
+
+def _model_tokenizer(model_dir: Path):
+    """The tokenizer saved with a model folder, or one clear error."""
+    from transformers import AutoTokenizer
+
+    from neurolang.checkpoint import CheckpointError
+    from neurolang.distill.teachers import TOKENIZER_FILES
+
+    if not any((Path(model_dir) / n).is_file() for n in TOKENIZER_FILES):
+        raise CheckpointError(
+            f"{model_dir} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): copy "
+            "the teacher's tokenizer into it (tokenizer.save_pretrained), or export/import it "
+            "again with --tokenizer")
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"the tokenizer in {model_dir} cannot be loaded: {detail}") from None
+
+
+def _check_labels(saved, meta, dev, task: str, model_dir: Path) -> None:
+    """A model scores a task only if its classes are the task's classes."""
+    from neurolang.checkpoint import CheckpointError
+
+    names = list(dev.features["label"].names)
+    if saved.num_labels != len(names):
+        raise CheckpointError(f"{model_dir} is a {saved.num_labels}-class model; the task "
+                              f"{task!r} has {len(names)} classes ({', '.join(names)}): "
+                              "evaluate it on the task it was trained on")
+    trained = list(meta.get("label_names") or [])
+    if trained and trained != names:
+        raise CheckpointError(f"{model_dir} was trained on the labels {trained}; the task "
+                              f"{task!r} has the labels {names}")
 
 
 def _guard(fail, thunk):
@@ -193,11 +269,12 @@ def _guard(fail, thunk):
     from neurolang.data import DataError
     from neurolang.distill.teachers import TeacherError
     from neurolang.distill.trainer import TrainingError
+    from neurolang.outputs import OutputError
 
     try:
         return thunk()
-    except (ConfigError, DataError, TeacherError, CheckpointError, TrainingError, ValueError,
-            FileNotFoundError) as err:
+    except (ConfigError, DataError, TeacherError, CheckpointError, TrainingError, OutputError,
+            ValueError) as err:
         fail(str(err))
 
 

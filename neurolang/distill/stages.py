@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from neurolang.backends import compile as compile_model
-from neurolang.checkpoint import CheckpointError, from_pretrained, read_config
+from neurolang.checkpoint import CheckpointError, from_pretrained, load_weights, read_config
+from neurolang.config import ConfigError
 from neurolang.data import (
     DynamicPaddingCollator,
     LengthBucketBatchSampler,
@@ -45,7 +45,9 @@ from neurolang.distill.losses import (
 )
 from neurolang.distill.metrics import compute_metrics, selection_metrics
 from neurolang.distill.teachers import Teacher, finetune_teacher, load_teacher, subset_rows
-from neurolang.distill.trainer import BEST, FINAL, Trainer, seed_everything
+from neurolang.distill.trainer import BEST, CHECKPOINT, FINAL, Trainer, seed_everything
+from neurolang.outputs import claim_folder, write_text_atomic
+from neurolang.progress import progress
 from neurolang.spikformer import Spikformer
 
 log = logging.getLogger("neurolang.train")
@@ -55,17 +57,18 @@ RESULTS = "results.json"
 def stage_complete(folder: Path) -> dict[str, Any] | None:
     path = folder / RESULTS
     if path.is_file():
-        results = json.loads(path.read_text())
-        if results.get("complete"):
+        try:
+            results = json.loads(path.read_text())
+        except ValueError:
+            return None  # damaged: the stage runs (or resumes) again
+        if isinstance(results, dict) and results.get("complete"):
             return results
     return None
 
 
 def _write_results(folder: Path, results: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{RESULTS}.tmp"
-    tmp.write_text(json.dumps({**results, "complete": True}, indent=2) + "\n")
-    tmp.replace(folder / RESULTS)
+    write_text_atomic(folder / RESULTS, json.dumps({**results, "complete": True}, indent=2)
+                      + "\n")
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -78,15 +81,13 @@ def _device(config: TrainConfig) -> torch.device:
 def evaluate_student(model: nn.Module, dataset, pad_token_id: int, metrics: list[str],
                      batch_size: int = 128) -> dict[str, float]:
     """Dev metrics of a student: batches sorted by length, no autograd state."""
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     sampler = LengthBucketBatchSampler(dataset, batch_size, shuffle=False)
     collate = DynamicPaddingCollator(pad_token_id)
     preds, labels = [], []
-    for rows in tqdm(sampler, desc="evaluating", unit="batch", leave=False):
+    for rows in progress(sampler, desc="evaluating", unit="batch", leave=False):
         batch = collate([dataset[i] for i in rows])
         logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))["logits"]
         preds.append(logits.argmax(-1).cpu())
@@ -125,6 +126,15 @@ def _init_embeddings(student: Spikformer, teacher: Teacher, mode: str) -> list[s
                             "student's max_length %d: position embeddings not copied",
                             positions.shape[0], offset, rows)
     return copied
+
+
+def task_text_source(config: TrainConfig):
+    """What ``"task"`` names among the unlabelled sources: the task's own sentences (a named
+    task by its name; the user's own files through their task spec)."""
+    from neurolang.data import TASKS
+
+    name = str(config.data.task).strip().lower()
+    return name if name in TASKS else resolve_task(config.data.task)
 
 
 def _task_classes(config: TrainConfig, task) -> int:
@@ -184,7 +194,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     teacher = load_teacher(config.teacher.name, task_head=False, device=device)
     teacher.check_length(config.data.max_length)
     task = resolve_task(config.data.task)
-    sources = [task.name if s == "task" else s for s in config.data.unlabelled]
+    sources = [task_text_source(config) if s == "task" else s for s in config.data.unlabelled]
     processes = _process_state(config)
     with processes.main_process_first():
         text = load_unlabelled(sources, data_dir=config.data.data_dir or None,
@@ -238,8 +248,8 @@ def load_stage1(student: nn.Module, folder: Path) -> dict[str, list[str]]:
     same architecture; time steps and neuron dynamics may differ). Parameters the stage-1
     model does not have (none, for the same preset) are listed as initialised.
     """
-    saved_config, _ = read_config(folder)
-    state = load_file(str(folder / "model.safetensors"))
+    saved_config, meta = read_config(folder)
+    state = load_weights(folder, meta)
     own = student.state_dict()
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
@@ -364,10 +374,99 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
 # ---- the pipeline -------------------------------------------------------------------------
 
 
-def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -> dict[str, Any]:
+# run settings that change neither the data, the model nor the result's meaning (every
+# backend computes the same spikes: a run started on one may be continued on another)
+_RUN_ONLY = ("run.threads", "run.device", "run.backend")
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_difference(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple]:
+    """``{option: (saved, now)}`` for every option that differs (run-only settings aside).
+
+    An option the saved config does not have (added to neurolang after that run) counts as
+    its default value."""
+    from neurolang.distill.config import train_config_from_dict
+
+    a, b = _flat(saved), _flat(now)
+    defaults = _flat(train_config_from_dict({}).to_dict())
+    for key in set(b) - set(a):
+        a[key] = defaults.get(key)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in _RUN_ONLY}
+
+
+def check_run_folder(config: TrainConfig, output: Path, *, resume: bool = False,
+                     overwrite: bool = False) -> None:
+    """Before any work: ``output`` may hold this run (same config), nothing, or is refused.
+
+    A run folder of another config is refused (its results would no longer describe its
+    model); a stage with a checkpoint needs ``--resume``."""
+    claim_folder(output, ["run"], what="--output", overwrite=overwrite)
+    saved_path = output / "train_config.json"
+    if saved_path.is_file() and not overwrite:
+        try:
+            saved = json.loads(saved_path.read_text())
+        except ValueError as err:
+            raise ConfigError(f"{saved_path} cannot be read ({err}); choose another "
+                              "--output") from None
+        diff = config_difference(saved, config.to_dict())
+        if diff:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in
+                              ((k, *v) for k, v in list(diff.items())[:6]))
+            more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+            raise ConfigError(
+                f"--output {str(output)!r} holds a run of another config ({shown}{more}); "
+                "nothing was changed. Choose another --output, or pass --overwrite to start "
+                "that run again")
+    if not resume and not overwrite:
+        for stage in ("predistill", "distill"):
+            folder = output / stage
+            if (folder / CHECKPOINT).exists() and not stage_complete(folder):
+                raise ConfigError(
+                    f"{str(folder)!r} holds an unfinished stage: pass --resume to continue "
+                    "it, or choose another --output")
+
+
+def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False,
+                   overwrite: bool = False) -> dict[str, Any]:
     """Teacher fine-tuning (unless given), stage 1, stage 2, evaluation; skips done stages."""
+    import shutil
+
+    check_run_folder(config, output, resume=resume, overwrite=overwrite)
+    if overwrite and output.is_dir() and any(output.iterdir()):
+        shutil.rmtree(output)
+    created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    config_path = output / "train_config.json"
+    fresh = not config_path.is_file()
+    if fresh:  # the config that started the run; never rewritten (it describes the model)
+        write_text_atomic(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    else:
+        started = json.loads(config_path.read_text()).get("run", {}).get("backend")
+        if started and started != config.run.backend:
+            log.warning("the run in %s was started on the %s backend; it goes on on %s (both "
+                        "compute the same spikes)", output, started, config.run.backend)
+    try:
+        return _run_pipeline(config, output, resume)
+    except Exception:
+        # a run that failed before it wrote anything leaves nothing behind
+        if fresh and [p.name for p in output.iterdir()] == ["train_config.json"]:
+            config_path.unlink()
+            if created:
+                output.rmdir()
+        raise
+
+
+def _run_pipeline(config: TrainConfig, output: Path, resume: bool) -> dict[str, Any]:
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     timings: dict[str, float] = {}
@@ -380,6 +479,7 @@ def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -
         if done is None:
             t = config.teacher
             start = time.perf_counter()
+            # the run's own teacher folder: an unfinished one is replaced
             teacher_results = finetune_teacher(
                 t.name, config.data.task, teacher_dir, epochs=t.epochs, lr=t.lr,
                 batch_size=t.batch_size, max_length=t.max_length, seed=config.run.seed,
@@ -392,8 +492,10 @@ def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -
         teacher_results = stage_complete(output / "teacher") or teacher_results
         timings["teacher"] = teacher_results.get("wall_time_s", timings.get("teacher", 0.0))
     else:
-        teacher_results = json.loads((Path(teacher_dir) / RESULTS).read_text()) if (
-            Path(teacher_dir) / RESULTS).is_file() else {}
+        try:
+            teacher_results = json.loads((Path(teacher_dir) / RESULTS).read_text())
+        except (OSError, ValueError):
+            teacher_results = {}
 
     stage1 = None
     if config.predistill.enabled:
@@ -410,7 +512,7 @@ def train_pipeline(config: TrainConfig, output: Path, *, resume: bool = False) -
                     "best_epoch": r2["best_epoch"]},
         "wall_time_s": timings,
     }
-    (output / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(output / RESULTS, json.dumps(results, indent=2) + "\n")
     from neurolang.distill.plots import plot_run
 
     plot_run(output)

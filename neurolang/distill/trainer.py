@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
-from neurolang.checkpoint import replace_directory, save_pretrained
+from neurolang.checkpoint import recover_directory, replace_directory, save_pretrained
 from neurolang.data import DynamicPaddingCollator, LengthBucketBatchSampler
+from neurolang.progress import progress
 
 CHECKPOINT = "checkpoint"
 BEST = "best"
@@ -46,6 +46,9 @@ class OptimConfig:
     ``batch_size`` is the global batch (split across processes), ``grad_accum`` batches make
     one optimizer step; ``warmup_ratio`` of the steps ramp the learning rate up linearly, then
     ``schedule`` takes it down (``cosine`` to 0, ``linear`` to 0, or ``constant``).
+    ``warmup_ratio`` is in [0, 1); ``epochs`` and ``lr`` are > 0, ``weight_decay`` and
+    ``grad_clip`` >= 0 (0: no clipping); the batch sizes, ``grad_accum`` and
+    ``save_every_steps`` (a checkpoint every that many steps) are >= 1.
     """
 
     epochs: float = 1.0
@@ -62,10 +65,19 @@ class OptimConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ValueError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs <= 0 or self.lr <= 0:
-            raise ValueError("batch_size, grad_accum, epochs and lr must be positive")
+        from neurolang.validation import check_choice, check_int, check_number
+
+        # the errors name the option; the training configuration adds the section
+        for name, at_least in (("batch_size", 1), ("grad_accum", 1), ("save_every_steps", 1),
+                               ("eval_batch_size", 1), ("seed", 0)):
+            setattr(self, name, check_int("", name, getattr(self, name), at_least=at_least))
+        for name in ("epochs", "lr"):
+            check_number("", name, getattr(self, name), greater_than=0)
+        for name in ("weight_decay", "grad_clip"):
+            check_number("", name, getattr(self, name), at_least=0)
+        check_number("", "warmup_ratio", self.warmup_ratio, at_least=0, less_than=1)
+        check_choice("", "schedule", self.schedule, ("cosine", "linear", "constant"))
+        check_choice("", "mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
 
 
 def seed_everything(seed: int) -> None:
@@ -207,23 +219,35 @@ class Trainer:
 
     def load_checkpoint(self) -> bool:
         """Restore the training state from ``checkpoint/``; False if there is none."""
+        recover_directory(self.checkpoint_dir)
         if not (self.checkpoint_dir / "state.json").is_file():
             return False
-        saved = json.loads((self.checkpoint_dir / "state.json").read_text())
+        try:
+            saved = json.loads((self.checkpoint_dir / "state.json").read_text())
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"{self.checkpoint_dir / 'state.json'} cannot be read ({err}): "
+                                "the checkpoint is damaged; start again in a new "
+                                "--output") from None
         if saved["optim"] != asdict(self.optim):
             changed = {k: (saved["optim"].get(k), v) for k, v in asdict(self.optim).items()
                        if saved["optim"].get(k) != v}
             raise TrainingError(
                 f"{self.checkpoint_dir} was written with other settings (saved, now): "
                 f"{changed}; resume with the same config or use a new --output")
-        weights = load_file(str(self.checkpoint_dir / "weights.safetensors"))
+        try:
+            weights = load_file(str(self.checkpoint_dir / "weights.safetensors"))
+            blob = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=False)
+        except Exception as err:  # safetensors and pickle raise their own error types
+            raise TrainingError(
+                f"the checkpoint in {self.checkpoint_dir} is damaged ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); it cannot be resumed: "
+                "start again in a new --output") from None
         self._unwrapped().load_state_dict(weights, strict=True)
-        blob = torch.load(self.checkpoint_dir / "optimizer.pt", weights_only=False)
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         _set_rng_state(blob["rng"])
         self.state = {k: saved[k] for k in self.state}
-        self._truncate_log(self.state["step"])
+        self._truncate_log(self.state["step"], len(self.state["history"]))
         return True
 
     # ---- logging -------------------------------------------------------------------------
@@ -234,11 +258,20 @@ class Trainer:
             with open(self.output_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _truncate_log(self, step: int) -> None:
+    def _truncate_log(self, step: int, epochs_ended: int) -> None:
+        """Drop the records written after the checkpoint (a kill between them)."""
         path = self.output_dir / "metrics.jsonl"
         if self.accelerator.is_main_process and path.is_file():
-            kept = [line for line in path.read_text().splitlines()
-                    if json.loads(line).get("step", 0) <= step]
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by the kill
+                epoch_end = "loss" not in record
+                if record.get("step", 0) <= step and not (
+                        epoch_end and record.get("epoch", 0) > epochs_ended):
+                    kept.append(line)
             path.write_text("".join(line + "\n" for line in kept))
 
     # ---- the loop ------------------------------------------------------------------------
@@ -259,9 +292,39 @@ class Trainer:
                                                   dtype=torch.long)
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
+    def _clean_after_kill(self) -> None:
+        """Put back a folder whose replacement a kill interrupted; drop half-written ones."""
+        if not self.accelerator.is_main_process or not self.output_dir.is_dir():
+            return
+        for name in (CHECKPOINT, BEST, FINAL):
+            recover_directory(self.output_dir / name)
+            for stale in self.output_dir.glob(f".{name}.*"):
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+
+    def _epochs_due(self) -> int:
+        """How many epochs have ended by the current batch (a last, partial epoch included)."""
+        batch = self.state["batch"]
+        ended = batch // self.batches_per_epoch
+        if batch >= self.total_batches and batch % self.batches_per_epoch:
+            ended += 1
+        return ended
+
+    def _finish_epochs(self, start_time: float) -> None:
+        """End every epoch whose batches are done but whose evaluation is not (also one
+        interrupted by a kill after its last step checkpoint), then checkpoint."""
+        while len(self.state["history"]) < self._epochs_due():
+            self._end_epoch(len(self.state["history"]))
+            self.state["wall_time"] = time.perf_counter() - start_time
+            self.save_checkpoint()
+
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train to the end (or from the last checkpoint with ``resume``); returns the state."""
+        """Train to the end (or from the last checkpoint with ``resume``); returns the state.
+
+        The checkpoint covers every step: a kill anywhere (mid-epoch, during an evaluation,
+        while a checkpoint or ``best/`` is written) resumes to the same weights."""
         seed_everything(self.optim.seed)
+        self._clean_after_kill()
         if resume:
             self.load_checkpoint()
         elif self.checkpoint_dir.exists():
@@ -269,12 +332,15 @@ class Trainer:
                                 "or choose another --output")
         self.wrapper.train()
         start_time = time.perf_counter() - self.state["wall_time"]
-        bar = tqdm(total=self.total_batches, initial=self.state["batch"], unit="batch",
-                   desc=self.description, disable=not self.accelerator.is_main_process,
-                   dynamic_ncols=True)
+        bar = progress(total=self.total_batches, initial=self.state["batch"], unit="batch",
+                       desc=self.description, disable=not self.accelerator.is_main_process,
+                       dynamic_ncols=True)
         window: list[float] = []
         samples_seen, window_start = 0, time.perf_counter()
-        while self.state["batch"] < self.total_batches:
+        while True:
+            self._finish_epochs(start_time)
+            if self.state["batch"] >= self.total_batches:
+                break
             epoch, position = divmod(self.state["batch"], self.batches_per_epoch)
             self.sampler.set_epoch(epoch)
             batches = self.sampler.global_batches()
@@ -302,11 +368,6 @@ class Trainer:
                     if self.state["step"] % self.optim.save_every_steps == 0:
                         self.state["wall_time"] = time.perf_counter() - start_time
                         self.save_checkpoint()
-            if self.state["batch"] % self.batches_per_epoch == 0 or (
-                    self.state["batch"] >= self.total_batches):
-                self._end_epoch(epoch)
-                self.state["wall_time"] = time.perf_counter() - start_time
-                self.save_checkpoint()
         bar.close()
         self.state["wall_time"] = time.perf_counter() - start_time
         if self.evaluate is None and self.accelerator.is_main_process:

@@ -52,7 +52,9 @@ def register(app: typer.Typer, fail) -> None:
         from neurolang.energy.models import EnergyConfigError
         from neurolang.energy.report import EnergyError, run_energy
         from neurolang.energy.simulators import SimulatorError
+        from neurolang.outputs import claim_folder
 
+        claim_folder(output, ["energy"], what="--output")
         console = Console(width=max(Console().width, 140))
         chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
         try:

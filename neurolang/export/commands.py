@@ -25,8 +25,10 @@ def _known_errors():
     from neurolang.export.simulate import LavaError
     from neurolang.lava.env import LavaEnvError
     from neurolang.lava.network import LavaModelError
+    from neurolang.outputs import OutputError
 
-    return (NIRError, CheckpointError, ConfigError, LavaEnvError, LavaModelError, LavaError)
+    return (NIRError, CheckpointError, ConfigError, LavaEnvError, LavaModelError, LavaError,
+            OutputError)
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -52,7 +54,12 @@ def register(app: typer.Typer, fail) -> None:
         """Export a model folder as a NIR graph (standard nodes + neurolang extensions)."""
         if format != "nir":
             _fail(f"--format must be 'nir', got {format!r}")
+        if not dt > 0 or dt == float("inf"):
+            _fail(f"--dt must be a finite time step > 0, got {dt}")
         try:
+            from neurolang.outputs import claim_file
+
+            claim_file(output, what="-o", suffixes=(".nir",))
             from neurolang.checkpoint import from_pretrained
             from neurolang.export.nir_export import to_nir
             from neurolang.export.nir_format import write_nir
@@ -80,9 +87,15 @@ def register(app: typer.Typer, fail) -> None:
     ) -> None:
         """Rebuild a model folder from a neurolang NIR file."""
         try:
+            from neurolang.export.nir_format import NIRError, read_metadata, read_nir
+            from neurolang.outputs import claim_folder
+
+            claim_folder(output, ["model"], what="-o")
+            if tokenizer is not None and not _has_tokenizer(tokenizer):
+                raise NIRError(f"--tokenizer {str(tokenizer)!r} holds no tokenizer files "
+                               f"({', '.join(TOKENIZER_FILES)})")
             from neurolang.checkpoint import save_pretrained
             from neurolang.export.nir_export import from_nir_graph
-            from neurolang.export.nir_format import NIRError, read_metadata, read_nir
             from neurolang.export.pooled import save_pooled
 
             graph = read_nir(nir_file)
@@ -118,7 +131,8 @@ def register(app: typer.Typer, fail) -> None:
         from neurolang.lava.env import setup_lava
 
         try:
-            setup_lava(venv, force=force, log=lambda m: console.print(m, highlight=False))
+            setup_lava(venv, force=force,
+                       log=lambda m: console.print(m, highlight=False, markup=False))
         except _known_errors() as err:
             _fail(str(err))
 
@@ -142,7 +156,15 @@ def register(app: typer.Typer, fail) -> None:
         """Run a NIR model on a data set in Lava; per-layer spikes, predictions, timing."""
         if simulator != "lava":
             _fail(f"--simulator must be 'lava', got {simulator!r}")
+        if samples is not None and samples < 1:
+            _fail(f"--samples must be >= 1, got {samples}")
+        if chunk < 1:
+            _fail(f"--chunk must be >= 1, got {chunk}")
         try:
+            if json_out:
+                from neurolang.outputs import claim_file
+
+                claim_file(json_out, what="--json")
             report = _simulate(nir_file, dataset, split, samples, fixed_point, compare_torch,
                                tokenizer, data_dir, chunk)
         except _known_errors() as err:

@@ -110,7 +110,7 @@ def simulate_lava(
 
 
 def _run_with_progress(cmd, total, progress, timeout, description):
-    from tqdm.auto import tqdm
+    from neurolang.progress import progress as tqdm
 
     bar = tqdm(total=total, desc=description, unit="sample", disable=not progress,
                file=sys.stderr)

@@ -103,6 +103,12 @@ def setup_lava(venv: str | os.PathLike | None = None, force: bool = False,
     if not force and is_ready(venv):
         log(f"[setup-lava] {venv} is ready")
         return venv
+    from neurolang.outputs import OutputError, claim_folder
+
+    try:  # `venv --clear` empties the folder: only an environment may be there
+        claim_folder(venv, ["venv"], what="Lava environment folder", overwrite_flag=None)
+    except OutputError as err:
+        raise LavaEnvError(str(err)) from None
     python = find_python310()
     log(f"[setup-lava] creating {venv} with {python}")
     steps = [
