@@ -199,7 +199,8 @@ def load_model_config(path: str | Path) -> SpikformerConfig:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no configuration file at {path}")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"no configuration file at {path} (it {what})")
     if path.suffix == ".json":
         return SpikformerConfig.load(path)
     if path.suffix != ".toml":

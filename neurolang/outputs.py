@@ -90,6 +90,17 @@ KINDS = {
 }
 
 
+KIND_NAMES = {
+    "model": "neurolang model folder",
+    "teacher": "neurolang teacher folder",
+    "built-teacher": "neurolang teacher folder",
+    "run": "neurolang run folder",
+    "stage": "neurolang stage folder",
+    "energy": "neurolang energy folder",
+    "venv": "virtual environment",
+}
+
+
 def _listing(path: Path, limit: int = 6) -> str:
     try:
         names = sorted(p.name for p in path.iterdir())
@@ -160,9 +171,9 @@ def claim_folder(path: str | os.PathLike, kinds: Iterable[str], *, what: str = "
         own = [k for k in kinds if KINDS[k](path)]
         if not empty and not overwrite and not (own and replace_own):
             hint = f", or pass {overwrite_flag} to replace it" if overwrite_flag else ""
-            names = " or ".join(k.replace("-", " ") for k in kinds) or "output"
-            found = (f"a neurolang {own[0].replace('-', ' ')} folder" if own else
-                     f"not a neurolang {names} folder; it holds: {_listing(path)}")
+            names = " or ".join(KIND_NAMES[k] for k in kinds) or "neurolang output folder"
+            found = (f"a {KIND_NAMES[own[0]]}" if own else
+                     f"not a {names}; it holds: {_listing(path)}")
             raise OutputError(
                 f"{what} {str(path)!r} already exists ({found}); nothing was changed. Choose "
                 f"another path{hint}")

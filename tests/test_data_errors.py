@@ -62,7 +62,7 @@ BAD_LABELS = {
     ),
     "single_int_class": (
         tsv([("a", 1)] * 5),
-        r"the train split of task 'train' \('.*train\.tsv'\) has only one class \('1', 5 rows\): "
+        r"the train split of task '[^']+' \('.*train\.tsv'\) has only one class \('1', 5 rows\): "
         r"a classifier needs at least two",
     ),
     "single_string_class": (
@@ -110,7 +110,7 @@ UNSEEN_DEV = {
         "0\n1\n",
         "0\n2\n2\n",
         r"validation labels never seen in the train split of task "
-        r"'train': 2 in 2 rows, first at '.*dev\.csv', line 3 \(train labels in "
+        r"'[^']+': 2 in 2 rows, first at '.*dev\.csv', line 3 \(train labels in "
         r"'.*train\.csv': 0 and 1\)",
     ),
     "string": (
@@ -214,7 +214,7 @@ BAD_FILES = {
     "empty_csv": (
         "train.csv",
         "",
-        r"split 'train' of task 'train' has no rows: '.*train\.csv' "
+        r"split 'train' of task '[^']+' has no rows: '.*train\.csv' "
         r"is empty",
     ),
     "blank_lines_only": ("train.tsv", "\n  \n\n", r"has no rows: '.*train\.tsv' is empty"),
@@ -460,5 +460,5 @@ def test_validate_unlabelled_sources_accepts_every_kind_without_reading(
 def test_validate_rejects_a_task_spec_whose_files_are_gone(task_dir):
     spec = resolve_task(task_dir, text_column="q", text_pair_column="p")
     (task_dir / "dev.tsv").unlink()
-    with pytest.raises(DataError, match=r"file not found: '.*mytask/dev\.tsv' \(task 'train'\)"):
+    with pytest.raises(DataError, match=r"file not found: '.*mytask/dev\.tsv' \(task '[^']+'\)"):
         validate_unlabelled_sources(spec)

@@ -219,7 +219,7 @@ def local_task(
         metrics = ("accuracy", "f1") if n == 2 else ("accuracy", "macro_f1")
     all_files = tuple(f for fs in split_files.values() for f in fs)
     return TaskSpec(
-        name=name or Path(first).stem,
+        name=name or _task_name(files, first),
         description=f"local files {', '.join(all_files)}",
         files=split_files,
         format=file_format,
@@ -235,6 +235,13 @@ def local_task(
         selection_metric=selection_metric or metrics[0],
         holdout=None if validation_fraction is None else Holdout(validation_fraction, seed),
     )
+
+
+def _task_name(files: Any, first: str) -> str:
+    """A folder of files is named after the folder, a file after its stem."""
+    if isinstance(files, (str, os.PathLike)) and Path(files).expanduser().is_dir():
+        return Path(files).expanduser().resolve().name
+    return Path(first).stem
 
 
 def load_local_files(

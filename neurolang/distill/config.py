@@ -244,7 +244,8 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"no configuration file at {path}")
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise ConfigError(f"no configuration file at {path} (it {what})")
         try:
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
