@@ -417,7 +417,8 @@ def run_case(case: Case, fixtures: dict[str, Path], source: Path, scratch_root: 
     before = tree(protected) if protected else None
     env = {**os.environ, "PYTHONPATH": str(source), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "200",
-           "NEUROLANG_LAVA_VENV": str(ROOT / ".venv-lava"), "OMP_NUM_THREADS": "1"}
+           "NEUROLANG_LAVA_VENV": str(ROOT / ".venv-lava"), "OMP_NUM_THREADS": "1",
+           "NEUROLANG_DATA_DIR": str(fixtures["data"])}
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "neurolang.cli", *args], cwd=scratch,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -225,8 +224,11 @@ _register_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from neurolang.progress import quiet_library_bars
+
+    quiet_library_bars()
     app(prog_name="neurolang")
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -91,6 +91,16 @@ class LineProgress:
                 self._emit()
 
 
+def quiet_library_bars(stream=None) -> None:
+    """Outside a terminal, switch off the bars of the libraries underneath (transformers,
+    datasets, the Hub client: their frames would fill a log file); neurolang's own progress
+    goes on as lines."""
+    if not _interactive(stream or sys.stderr):
+        for variable in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS",
+                         "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(variable, "1")
+
+
 def progress(iterable=None, **kwargs: Any):
     """A tqdm bar on a terminal, :class:`LineProgress` anywhere else (same arguments)."""
     stream = kwargs.get("file") or sys.stderr

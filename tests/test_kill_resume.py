@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_training import _config_file
 
 # The driver patches one function of the trainer so that its n-th call kills the process at
 # the chosen point, then runs the command line as `neurolang` would.
@@ -68,26 +69,6 @@ from neurolang.cli import app
 app(sys.argv[3:], prog_name="neurolang")
 """
 
-CONFIG = """
-[model]
-preset = "tiny"
-max_length = 32
-[teacher]
-name = "{teacher}"
-finetuned = "{teacher}"
-[data]
-task = "sst2"
-data_dir = "{data_dir}"
-max_length = 32
-[distill]
-epochs = 2
-batch_size = 16
-save_every_steps = 2
-[run]
-threads = 1
-"""
-
-
 def _run(args, env, point=None, nth=0):
     command = [sys.executable, "-c", DRIVER, point or "none", str(nth), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -100,8 +81,7 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_teacher, tiny_data_dir):
     root = tmp_path_factory.mktemp("kill")
-    config = root / "distill.toml"
-    config.write_text(CONFIG.format(teacher=tiny_teacher, data_dir=tiny_data_dir))
+    config = _config_file(root, tiny_teacher, tiny_data_dir)  # 2 epochs, batches of 16
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NEUROLANG_PROGRESS_SECONDS": "0"}
     args = ["distill", "--config", str(config), "--teacher", str(tiny_teacher)]
     full = root / "full"
