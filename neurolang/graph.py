@@ -10,7 +10,9 @@ model's own ``forward`` so that nothing the model computes is missing from the g
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.fx
@@ -23,6 +25,52 @@ _FUNCTIONS = {
     operator.add: "add",
     fold_mask: "fold_mask",
 }
+
+
+# the graph's own node kinds besides the primitives' ops
+GRAPH_OPS = ("input", "output", *_FUNCTIONS.values())
+
+
+def primitive_ops() -> list[str]:
+    """Every ``op`` a primitive of :mod:`neurolang.primitives` can have, plus the graph's own
+    node kinds: what a target's rule table must cover (a rule, or a refusal with a reason)."""
+    import inspect
+
+    from neurolang import primitives
+
+    ops = {cls.op for _, cls in inspect.getmembers(primitives, inspect.isclass)
+           if issubclass(cls, Primitive) and cls is not Primitive}
+    return sorted(ops | set(GRAPH_OPS))
+
+
+class OpTable:
+    """One target's rules, keyed by op: ``rules[op]`` handles a node; ``refused[op]`` says
+    why the target cannot take that op. Looking up an op in neither is a bug of the table (a
+    primitive added without its row); looking up a refused one raises ``error`` naming it."""
+
+    def __init__(self, target: str, rules: Mapping[str, Callable[..., Any]],
+                 refused: Mapping[str, str] | None = None,
+                 error: type[Exception] = ValueError):
+        self.target, self.rules, self.error = target, dict(rules), error
+        self.refused = dict(refused or {})
+        both = set(self.rules) & set(self.refused)
+        if both:
+            raise ValueError(f"{target}: ops both handled and refused: {sorted(both)}")
+
+    def __contains__(self, op: str) -> bool:
+        return op in self.rules or op in self.refused
+
+    def __getitem__(self, op: str) -> Callable[..., Any]:
+        if op in self.rules:
+            return self.rules[op]
+        if op in self.refused:
+            raise self.error(f"{self.target} cannot take op {op!r}: {self.refused[op]}")
+        raise self.error(f"{self.target} has no rule for op {op!r} (known: "
+                         f"{', '.join(sorted(self.rules))})")
+
+    def missing(self, ops) -> list[str]:
+        """The ops of ``ops`` this table neither handles nor refuses."""
+        return sorted(op for op in ops if op not in self)
 
 
 @dataclass
