@@ -74,7 +74,7 @@ def build_fixtures(base: Path) -> dict[str, Path]:
     from neurolang.checkpoint import save_pretrained
     from neurolang.config import preset
     from neurolang.distill.teachers import resolve_teacher_path
-    from neurolang.spikformer import Spikformer
+    from neurolang.models import build_model
 
     f: dict[str, Path] = {}
     data = base / "data"
@@ -94,7 +94,7 @@ def build_fixtures(base: Path) -> dict[str, Path]:
     transformers.BertForSequenceClassification(config).save_pretrained(f["teacher"])
     tokenizer.save_pretrained(f["teacher"])
     f["model"] = base / "student"
-    model = Spikformer(preset("tiny", vocab_size=len(tokenizer), max_length=32))
+    model = build_model(preset("tiny", vocab_size=len(tokenizer), max_length=32))
     save_pretrained(model, f["model"], tokenizer=tokenizer,
                     metadata={"stage": "distill", "teacher": str(f["teacher"]),
                               "label_names": []})

@@ -23,9 +23,9 @@ import torch
 import neurolang
 from neurolang.backends import get_backend
 from neurolang.config import preset
+from neurolang.models import build_model
 from neurolang.parity import probe_batch
 from neurolang.primitives import SpikingNeuron
-from neurolang.spikformer import Spikformer
 
 
 class _Free(torch.nn.Module):
@@ -46,7 +46,7 @@ def main() -> None:
     config = preset(args.preset)
     config = config.replace(max_length=max(config.max_length, args.length))
     torch.manual_seed(0)
-    base = Spikformer(config)
+    base = build_model(config)
     model = neurolang.compile(base, "torch")
     other = neurolang.compile(base, "snntorch")
     ids, mask, labels = probe_batch(config.replace(max_length=args.length), args.batch, 0)

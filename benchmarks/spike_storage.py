@@ -31,8 +31,8 @@ import torch
 import neurolang
 from neurolang.bench import peak_memory
 from neurolang.config import preset
+from neurolang.models import build_model
 from neurolang.parity import probe_batch
-from neurolang.spikformer import Spikformer
 
 
 def _switches(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
@@ -82,7 +82,7 @@ def main() -> None:
                             attention_neuron=config.attention_neuron.replace(kind=args.neuron))
     config = config.replace(max_length=max(config.max_length, args.length))
     torch.manual_seed(0)
-    model = neurolang.compile(Spikformer(config), "torch")
+    model = neurolang.compile(build_model(config), "torch")
     ids, mask, labels = probe_batch(config.replace(max_length=args.length), args.batch, 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     switches = _switches(model)

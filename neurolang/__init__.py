@@ -19,8 +19,11 @@ _EXPORTS = {
     "NEURON_KINDS": "neurolang.neurons",
     "NeuronSpec": "neurolang.neurons",
     "lif_step": "neurolang.neurons",
-    "Spikformer": "neurolang.spikformer",
-    "SpikeLM": "neurolang.spikelm",
+    "FAMILIES": "neurolang.models",
+    "SpikeLM": "neurolang.models",
+    "Spikformer": "neurolang.models",
+    "SpikingClassifier": "neurolang.models",
+    "build_model": "neurolang.models",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

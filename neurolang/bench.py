@@ -367,14 +367,14 @@ def build_variants(config: SpikformerConfig, backends: list[str], baseline: bool
 
     from neurolang.backends import compile as compile_model
     from neurolang.backends import get_backend
+    from neurolang.models import build_model
     from neurolang.primitives import SpikingNeuron
-    from neurolang.spikformer import Spikformer
 
     Handwritten = _classes().HandwrittenSpikformer
     for name in backends:
         get_backend(name)  # unknown or not installed: BackendError now, not halfway
     torch.manual_seed(seed)
-    base = Spikformer(config).to(device=device, dtype=dtype)
+    base = build_model(config).to(device=device, dtype=dtype)
     models: dict[str, tuple[nn.Module, str]] = {}
     for name in backends:
         models[name] = (compile_model(base, name), "fused" if name == "torch" else name)

@@ -1,5 +1,8 @@
 """A trained model is a folder: ``config.json`` + ``model.safetensors`` (+ tokenizer files).
 
+Every model family is saved and loaded here; ``config.json``'s ``format`` names the family's
+folder format (``neurolang.models.FOLDER_FORMATS``).
+
 ``save_pretrained`` writes the folder atomically (into a temporary sibling, then a rename),
 so a kill never leaves a half-written model where a good one was, and records the SHA-256 of
 the weights in ``config.json``. ``from_pretrained`` verifies it (folders written before the
@@ -23,7 +26,7 @@ from neurolang.config import ConfigError, SpikformerConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT = "neurolang-spikformer"
+FORMAT = "neurolang-spikformer"  # the token-level families' (neurolang.models.base.FORMAT)
 
 
 class CheckpointError(ValueError):
@@ -44,7 +47,7 @@ def save_pretrained(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         config = {
-            "format": FORMAT,
+            "format": getattr(model, "folder_format", FORMAT),
             "neurolang_version": __version__,
             "model": model.config.to_dict(),
             **(metadata or {}),
@@ -103,7 +106,10 @@ def recover_directory(target: Path) -> None:
 
 
 def read_config(directory: str | Path) -> tuple[SpikformerConfig, dict[str, Any]]:
-    """The model configuration and the rest of ``config.json`` of a model folder."""
+    """The model configuration (of its family's type) and the rest of ``config.json`` of a
+    model folder."""
+    from neurolang.models import FOLDER_FORMATS
+
     directory = Path(directory)
     recover_directory(directory)
     path = directory / CONFIG_NAME
@@ -122,11 +128,12 @@ def read_config(directory: str | Path) -> tuple[SpikformerConfig, dict[str, Any]
             f"{directory} is a transformers model folder ({', '.join(data['architectures'])}), "
             "not a neurolang student: give it as a teacher, or give a folder written by "
             "neurolang (e.g. RUN/distill/best)")
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in FOLDER_FORMATS:
         raise CheckpointError(f"{path} is not a neurolang model configuration")
+    read, _ = FOLDER_FORMATS[data["format"]]
     try:
-        config = SpikformerConfig.from_dict(data["model"])
-    except (ConfigError, KeyError) as err:
+        config = read(data["model"])
+    except (ConfigError, ValueError, TypeError, KeyError) as err:
         raise CheckpointError(f"{path}: {err}") from None
     return config, data
 
@@ -140,7 +147,7 @@ def from_pretrained(
     Pass ``config`` to check the folder against the configuration a caller expects.
     """
     from neurolang.backends import compile as compile_model
-    from neurolang.spikformer import Spikformer
+    from neurolang.models import FOLDER_FORMATS
 
     saved, meta = read_config(directory)
     if config is not None and config != saved:
@@ -148,7 +155,7 @@ def from_pretrained(
                 if saved.to_dict()[k] != v}
         raise CheckpointError(f"{directory} holds another model: (expected, found) {diff}")
     state = load_weights(directory, meta)
-    model = Spikformer(saved)
+    model = FOLDER_FORMATS[meta["format"]][1](saved)
     missing, unexpected = _strict_difference(model, state)
     if missing or unexpected:
         raise CheckpointError(

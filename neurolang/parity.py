@@ -17,8 +17,8 @@ from torch import nn
 
 from neurolang.backends import compile as compile_model
 from neurolang.config import SpikformerConfig
+from neurolang.models import SpikingClassifier, build_model
 from neurolang.primitives import Encode, Norm, SpikingNeuron, fold_mask
-from neurolang.spikformer import Spikformer
 from neurolang.validation import check_int
 
 RATE_BAND = (0.05, 0.50)
@@ -67,7 +67,7 @@ def probe_batch(config: SpikformerConfig, batch_size: int, seed: int):
 
 
 @torch.no_grad()
-def realistic_init(model: Spikformer, input_ids, attention_mask, seed: int,
+def realistic_init(model: SpikingClassifier, input_ids, attention_mask, seed: int,
                    band: tuple[float, float] = (0.10, 0.35)) -> dict[str, float]:
     """Give ``model`` weights under which every population fires inside ``band``.
 
@@ -225,7 +225,7 @@ def run_parity(config: SpikformerConfig, backends: list[str], seed: int = 0,
     """Compare ``backends`` with the reference step functions on one model and batch."""
     batch_size = check_int("", "batch_size", batch_size, at_least=1)
     torch.manual_seed(seed)
-    reference = Spikformer(config).to(dtype)
+    reference = build_model(config).to(dtype)
     ids, mask, labels = probe_batch(config, batch_size, seed)
     realistic_init(reference, ids, mask, seed)
     state = reference.state_dict()
@@ -236,7 +236,7 @@ def run_parity(config: SpikformerConfig, backends: list[str], seed: int = 0,
     rates = firing_rates(ref_spikes, folded)
     results = {}
     for name in backends:
-        model = compile_model(Spikformer(config), name).to(dtype)
+        model = compile_model(build_model(config), name).to(dtype)
         model.load_state_dict(state, strict=True)
         results[name] = _run(model, ids, mask, labels, with_grad=True)
 
@@ -258,7 +258,7 @@ def run_parity(config: SpikformerConfig, backends: list[str], seed: int = 0,
 
     if check_float32 and dtype != torch.float32:
         # float32: every backend against the float32 reference, and that against float64
-        ref32 = Spikformer(config).float()
+        ref32 = build_model(config).float()
         ref32.load_state_dict(state)
         spikes32, logits32, _ = _run(ref32, ids, mask, labels, with_grad=False)
         for b in backends:

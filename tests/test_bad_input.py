@@ -50,11 +50,11 @@ def model_dir(tmp_path_factory, tiny_teacher):
 
     from neurolang.checkpoint import save_pretrained
     from neurolang.config import preset
-    from neurolang.spikformer import Spikformer
+    from neurolang.models import build_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
     torch.manual_seed(0)
-    model = Spikformer(preset("tiny", vocab_size=len(tokenizer), max_length=32))
+    model = build_model(preset("tiny", vocab_size=len(tokenizer), max_length=32))
     folder = tmp_path_factory.mktemp("student") / "model"
     save_pretrained(model, folder, tokenizer=tokenizer,
                     metadata={"stage": "distill", "teacher": str(tiny_teacher),

@@ -383,18 +383,18 @@ def test_cli_export_import_round_trip(cli, tmp_path):
 
 
 def test_cli_strict_export_of_a_pooled_classifier_folder(cli, tmp_path):
+    from neurolang.checkpoint import from_pretrained, save_pretrained
     from neurolang.export.interop import load_norse, run_norse
-    from neurolang.export.pooled import load_pooled, save_pooled
 
     model, features = pooled_model()
-    save_pooled(model.float(), tmp_path / "pooled")
+    save_pretrained(model.float(), tmp_path / "pooled")
     runner = CliRunner()
     out = runner.invoke(cli, ["export", str(tmp_path / "pooled"), "--strict", "-o",
                               str(tmp_path / "p.nir")])
     assert out.exit_code == 0 and "standard NIR only" in out.output, out.output
     out = runner.invoke(cli, ["import", str(tmp_path / "p.nir"), "-o", str(tmp_path / "back")])
     assert out.exit_code == 0, out.output
-    ref, _ = neurolang_run(load_pooled(tmp_path / "back"), features.float())
+    ref, _ = neurolang_run(from_pretrained(tmp_path / "back"), features.float())
     norse, _ = run_norse(load_norse(tmp_path / "p.nir"), features)
     assert sum(mismatches(norse, ref).values()) == 0
 

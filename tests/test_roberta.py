@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from neurolang import Spikformer, preset  # noqa: E402
+from neurolang import build_model, preset  # noqa: E402
 from neurolang.cli import app  # noqa: E402
 from neurolang.data import load_task, tokenize  # noqa: E402
 from neurolang.distill.build_teacher import (  # noqa: E402
@@ -124,7 +124,7 @@ def test_built_teacher_is_a_normal_roberta_folder(roberta_dir):
 def test_position_and_word_embeddings_copied_with_robertas_offset(roberta_dir):
     teacher = load_teacher(roberta_dir, task_head=True, num_labels=5)
     assert teacher.word_embeddings is teacher.model.roberta.embeddings.word_embeddings.weight
-    student = Spikformer(preset("tiny", hidden_size=32, vocab_size=teacher.vocab_size,
+    student = build_model(preset("tiny", hidden_size=32, vocab_size=teacher.vocab_size,
                                 max_length=16, position_embedding=True, num_labels=5))
     copied = _init_embeddings(student, teacher, "teacher")
     assert copied == ["embedding.weight", "position.weight"]
@@ -142,7 +142,7 @@ def test_position_and_word_embeddings_copied_with_robertas_offset(roberta_dir):
 def test_bert_teacher_positions_start_at_zero(tiny_teacher):
     teacher = load_teacher(tiny_teacher)
     assert teacher.position_offset == 0 and teacher.uses_token_types
-    student = Spikformer(preset("tiny", hidden_size=32, vocab_size=teacher.vocab_size,
+    student = build_model(preset("tiny", hidden_size=32, vocab_size=teacher.vocab_size,
                                 max_length=16, position_embedding=True))
     _init_embeddings(student, teacher, "teacher")
     torch.testing.assert_close(student.position.weight, teacher.position_embeddings[:16])

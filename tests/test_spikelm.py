@@ -6,14 +6,14 @@ import torch
 from test_spikformer import realistic_model
 from typer.testing import CliRunner
 
-from neurolang import Spikformer, compile, preset
+from neurolang import Spikformer, build_model, compile, preset
 from neurolang.checkpoint import from_pretrained, save_pretrained
 from neurolang.cli import app
 from neurolang.config import ConfigError, load_model_config
 from neurolang.distill.config import load_train_config
 from neurolang.graph import trace
+from neurolang.models import SpikeLM
 from neurolang.parity import record_spikes
-from neurolang.spikelm import SpikeLM
 
 ELASTIC = {"neuron.kind": "elastic_bispike", "attention_neuron.kind": "elastic_bispike"}
 LIF = {"attention_neuron.v_threshold": 0.25}
@@ -30,9 +30,9 @@ def _model(seed=0, neuron=None, **overrides):
 def test_config_selects_the_block():
     config = preset("spikelm-small")
     assert config.block == "spikelm" and config.neuron.kind == "elastic_bispike"
-    model = Spikformer(config)
+    model = build_model(config)
     assert isinstance(model, SpikeLM) and len(model.blocks) == config.depth
-    assert type(Spikformer(preset("small"))) is Spikformer
+    assert type(build_model(preset("small"))) is Spikformer
     assert config.replace(block="spikformer").block == "spikformer"
     with pytest.raises(ConfigError, match="block must be one of"):
         preset("tiny", block="bert")
@@ -46,7 +46,7 @@ def test_toml_model_table_and_training_config(tmp_path):
     path = tmp_path / "model.toml"
     path.write_text('[model]\npreset = "tiny"\nblock = "spikelm"\nencoding = "repeat"\n')
     config = load_model_config(path)
-    assert config.block == "spikelm" and isinstance(Spikformer(config), SpikeLM)
+    assert config.block == "spikelm" and isinstance(build_model(config), SpikeLM)
     train = load_train_config("examples/sst2_spikelm.toml")
     assert train.model.block == "spikelm" and train.model.neuron.kind == "elastic_bispike"
     lif = load_train_config("examples/sst2.toml", {"data.max_train_samples": 3000,
@@ -145,13 +145,14 @@ def test_compile_from_config_and_checkpoint_of_another_block_is_refused(tmp_path
 
 
 def test_energy_counting_refuses_with_one_clear_error():
-    from neurolang.energy.counting import CountingError, OpCounter
+    from neurolang.energy.hooks import OpCounter
+    from neurolang.energy.records import CountingError
 
     model, ids, mask = _model(neuron=LIF)
     with pytest.raises(CountingError, match="softmax_attention .*block='spikelm'"):
         OpCounter(model)
     # the Spikformer is still counted
-    spikformer = Spikformer(preset("tiny")).double().eval()
+    spikformer = build_model(preset("tiny")).double().eval()
     with OpCounter(spikformer) as counter:
         counter.run(ids, mask)
     assert counter.counts.total("sops") > 0

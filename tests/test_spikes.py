@@ -6,9 +6,9 @@ import torch
 
 import neurolang
 from neurolang.config import preset
+from neurolang.models import build_model
 from neurolang.parity import probe_batch, realistic_init
 from neurolang.spikes import pack, spike_attention, spike_format, spike_linear, unpack
-from neurolang.spikformer import Spikformer
 
 
 def _saved(fn):
@@ -126,7 +126,7 @@ def _elastic(config):
 def test_packing_follows_the_kind_feeding_each_product(block):
     lif = preset("tiny", block=block)
     for config, fmt in ((lif, "binary"), (_elastic(lif), "ternary")):
-        formats = [m.spikes for m in Spikformer(config).modules() if hasattr(m, "spikes")]
+        formats = [m.spikes for m in build_model(config).modules() if hasattr(m, "spikes")]
         # Spikformer: attention output, fc2, the attention product; SpikeLM: output, fc1, fc2
         assert formats.count(fmt) == 3 * config.depth
         assert set(formats) == {fmt, None}
@@ -140,10 +140,10 @@ def test_spikformer_saves_less_and_trains_the_same(backend, kind):
     config = preset("tiny", norm="layer")
     if kind != "lif":
         config = _elastic(config)
-    model = Spikformer(config).double()
+    model = build_model(config).double()
     ids, mask, labels = probe_batch(config, 4, 0)
     realistic_init(model, ids, mask, seed=0)
-    plain = Spikformer(config).double()
+    plain = build_model(config).double()
     plain.load_state_dict(model.state_dict())
     for module in plain.modules():
         if hasattr(module, "spikes"):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from neurolang import Spikformer, SpikformerConfig, compile, preset
+from neurolang import SpikformerConfig, build_model, compile, preset
 from neurolang.config import ConfigError, load_model_config, parse_override
 from neurolang.graph import trace
 from neurolang.parity import probe_batch, realistic_init, record_spikes
@@ -17,7 +17,7 @@ def realistic_model(config, seed=0):
     """A float64 model of ``config`` in eval mode whose populations all fire (10-35%), with
     its probe batch: (model, ids, mask)."""
     torch.manual_seed(seed)
-    model = Spikformer(config).double()
+    model = build_model(config).double()
     ids, mask, _ = probe_batch(config, 4, seed)
     realistic_init(model, ids, mask, seed)
     return model.eval(), ids, mask
@@ -70,8 +70,8 @@ def test_heaviside_encoding_is_binary_and_repeat_is_not():
 
 
 def test_position_embedding_switch():
-    with_pos = Spikformer(preset("tiny", position_embedding=True))
-    without = Spikformer(preset("tiny", position_embedding=False))
+    with_pos = build_model(preset("tiny", position_embedding=True))
+    without = build_model(preset("tiny", position_embedding=False))
     assert "position.weight" in with_pos.state_dict()
     assert "position.weight" not in without.state_dict()
     with pytest.raises(ValueError, match="longer than max_length 16"):
@@ -101,7 +101,7 @@ def test_state_dict_loads_strictly_into_every_backend():
     model, ids, mask = _model()
     state = model.state_dict()
     for backend in ("torch", "snntorch", "norse"):
-        compiled = compile(Spikformer(model.config), backend).double().eval()
+        compiled = compile(build_model(model.config), backend).double().eval()
         compiled.load_state_dict(state, strict=True)
         assert set(compiled.state_dict()) == set(state)
         assert torch.equal(compiled(ids, mask)["logits"], model(ids, mask)["logits"])

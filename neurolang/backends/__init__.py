@@ -121,9 +121,9 @@ def check(model_or_config: nn.Module | SpikformerConfig, backend: str) -> list[s
     impl = get_backend(backend)
     model = model_or_config
     if isinstance(model, SpikformerConfig):
-        from neurolang.spikformer import Spikformer
+        from neurolang.models import build_model
 
-        model = Spikformer(model)
+        model = build_model(model)
     reasons = []
     for name, neuron in model.named_modules():
         if isinstance(neuron, SpikingNeuron):
@@ -137,11 +137,11 @@ def compile(model_or_config: nn.Module | SpikformerConfig, backend: str = "torch
     Raises :class:`BackendError` naming every population and setting the backend cannot
     compute exactly; never falls back to something else.
     """
-    from neurolang.spikformer import Spikformer
+    from neurolang.models import build_model
 
     impl = get_backend(backend)
     if isinstance(model_or_config, SpikformerConfig):
-        model = Spikformer(model_or_config)
+        model = build_model(model_or_config)
     else:
         model = copy.deepcopy(model_or_config)
     reasons = check(model, backend)

@@ -46,9 +46,9 @@ from neurolang.distill.losses import (
 from neurolang.distill.metrics import compute_metrics, selection_metrics
 from neurolang.distill.teachers import Teacher, finetune_teacher, load_teacher, subset_rows
 from neurolang.distill.trainer import BEST, CHECKPOINT, FINAL, Trainer, seed_everything
+from neurolang.models import SpikingClassifier, build_model
 from neurolang.outputs import claim_folder, write_text_atomic
 from neurolang.progress import progress
-from neurolang.spikformer import Spikformer
 
 log = logging.getLogger("neurolang.train")
 RESULTS = "results.json"
@@ -100,7 +100,7 @@ def _student_config(config: TrainConfig, teacher: Teacher, num_labels: int):
     return config.model.replace(vocab_size=teacher.vocab_size, num_labels=num_labels)
 
 
-def _init_embeddings(student: Spikformer, teacher: Teacher, mode: str) -> list[str]:
+def _init_embeddings(student: SpikingClassifier, teacher: Teacher, mode: str) -> list[str]:
     """Copy the teacher's word (and position) embeddings when widths match.
 
     The word embeddings are the teacher's input embedding matrix (``bert.`` or
@@ -164,7 +164,7 @@ def _distill_features(student_out, cache_hidden, pairs, projections, mask):
     return total
 
 
-def _embedding_loss(model: Spikformer, projections: Projections, teacher_embeddings):
+def _embedding_loss(model: SpikingClassifier, projections: Projections, teacher_embeddings):
     """MSE between the whole embedding matrices (SpikeBERT), through the projection if the
     widths differ. It is a batch-level term: the same on every process."""
     student = projections.embed(model.embedding.weight)
@@ -202,7 +202,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
         data = tokenize(text, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     student_config = _student_config(config, teacher, _task_classes(config, task))
-    student = Spikformer(student_config)
+    student = build_model(student_config)
     copied = _init_embeddings(student, teacher, config.run.init_embeddings)
     student = compile_model(student, config.run.backend).to(device)
     pairs = layer_map(student_config.depth, teacher.num_layers, cfg.ignore_layers)
@@ -291,7 +291,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     if teacher.num_labels != num_labels:
         raise CheckpointError(f"teacher {teacher_dir} has {teacher.num_labels} labels, the "
                               f"task {task.name} has {num_labels}")
-    student = Spikformer(_student_config(config, teacher, num_labels))
+    student = build_model(_student_config(config, teacher, num_labels))
     if stage1 is not None:
         loaded = load_stage1(student, stage1)
         log.info("stage 2: %d tensors carried over from stage 1, %d initialised: %s",

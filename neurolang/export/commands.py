@@ -42,8 +42,8 @@ def register(app: typer.Typer, fail) -> None:
 
     @app.command("export")
     def export_command(
-        model_dir: Path = typer.Argument(..., help="A model folder (save_pretrained, or "
-                                         "neurolang.export.pooled.save_pooled)."),
+        model_dir: Path = typer.Argument(..., help="A model folder (neurolang.checkpoint."
+                                         "save_pretrained) of any family."),
         output: Path = typer.Option(..., "-o", "--output", help="The file to write."),
         format: str = typer.Option("nir", "--format", help="Only 'nir'."),
         strict: bool = typer.Option(False, "--strict",
@@ -63,12 +63,8 @@ def register(app: typer.Typer, fail) -> None:
             from neurolang.checkpoint import from_pretrained
             from neurolang.export.nir_export import to_nir
             from neurolang.export.nir_format import write_nir
-            from neurolang.export.pooled import is_pooled_folder, load_pooled
 
-            if is_pooled_folder(model_dir):
-                model = load_pooled(model_dir).double()
-            else:
-                model = from_pretrained(model_dir).double().eval()
+            model = from_pretrained(model_dir).double().eval()
             graph = to_nir(model, strict=strict, dt=dt)
             graph.metadata["neurolang.source"] = str(Path(model_dir).resolve())
             write_nir(graph, output)
@@ -96,13 +92,13 @@ def register(app: typer.Typer, fail) -> None:
                                f"({', '.join(TOKENIZER_FILES)})")
             from neurolang.checkpoint import save_pretrained
             from neurolang.export.nir_export import from_nir_graph
-            from neurolang.export.pooled import save_pooled
 
             graph = read_nir(nir_file)
             meta = read_metadata(graph)
             model = from_nir_graph(graph)
             if meta["neurolang.model"] == "pooled_classifier":
-                save_pooled(model, output)
+                save_pretrained(model, output,
+                                metadata={"imported_from": str(Path(nir_file).resolve())})
                 console.print(f"wrote {output}", highlight=False)
                 return
             if meta["neurolang.model"] != "spikformer":

@@ -1,0 +1,128 @@
+"""What every token-level model family shares: embedding, encoding, taps, head, init.
+
+A family (``neurolang.models.spikformer``, ``neurolang.models.spikelm``) subclasses
+:class:`SpikingClassifier`, builds its own blocks and, if it needs one, a step between the
+embedding and the encoding (:meth:`SpikingClassifier.before_encoding`)::
+
+    x = Embedding(ids) [+ position]         the word (and position) embedding
+    x = Encode(before_encoding(x))          over T steps
+    for each block:  x = block(x)           the family's own blocks
+    logits = mean_T Linear(mean_tokens Norm(x))
+    representations: tap_i(block_i output)  SpikeBERT's distillation taps
+
+Every family reads a :class:`~neurolang.config.SpikformerConfig` and has the same outputs,
+module names and state-dict conventions, so training, checkpoints, backends, parity, NIR and
+energy take any of them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neurolang.config import SpikformerConfig
+from neurolang.primitives import (
+    Encode,
+    Linear,
+    Norm,
+    PositionEmbedding,
+    RepresentationTap,
+    TimeMean,
+    TokenEmbedding,
+    TokenMean,
+    fold_mask,
+)
+
+FORMAT = "neurolang-spikformer"  # the model folder format of every token-level family
+
+
+class ClassificationHead(nn.Module):
+    """Norm, mean over (real) tokens, Linear at each step, mean of the logits over T."""
+
+    def __init__(self, config: SpikformerConfig):
+        super().__init__()
+        self.norm = Norm(config.norm, config.hidden_size, config.norm_eps)
+        self.token_mean = TokenMean(config.padding_mask)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
+        self.time_mean = TimeMean(config.time_steps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits_per_step = self.classifier(self.token_mean(self.norm(x, mask), mask))
+        return self.time_mean(logits_per_step), logits_per_step
+
+
+class SpikingClassifier(nn.Module):
+    """The base of every family. ``forward`` returns a dict: ``logits`` (B, C);
+    ``logits_per_step`` (T*B, C); with ``output_representations``, also ``representations``:
+    SpikeBERT's taps ``rep_i`` (B, L, D), one per block.
+
+    A subclass's ``__init__`` calls ``super().__init__(config)`` (the embeddings), adds what
+    comes before its blocks, sets ``self.blocks``, then calls :meth:`finish` (head, taps,
+    init), so that modules are registered (and initialised) in forward order.
+    """
+
+    folder_format = FORMAT
+
+    def __init__(self, config: SpikformerConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = TokenEmbedding(config.vocab_size, config.hidden_size)
+        if config.position_embedding:
+            self.position = PositionEmbedding(config.max_length, config.hidden_size)
+
+    def add_encoding(self) -> None:
+        self.encode = Encode(self.config.time_steps, self.config.encoding, self.config.neuron)
+
+    def finish(self) -> None:
+        """The head and the representation taps after the blocks, then the init."""
+        config = self.config
+        self.head = ClassificationHead(config)
+        if config.representation_taps:
+            self.taps = nn.ModuleList(
+                RepresentationTap(config.time_steps, config.hidden_size, config.norm_eps)
+                for _ in range(config.depth)
+            )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """SpikeBERT's (BERT's) init: Linear and embeddings N(0, initializer_range), biases 0,
+        norms 1/0."""
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (Linear, TokenEmbedding, PositionEmbedding)):
+                nn.init.normal_(module.weight, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (Norm, nn.LayerNorm)):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def before_encoding(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What a family computes on the (B, L, D) embeddings before the encoding (none)."""
+        return x
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_representations: bool = False,
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        if output_representations and not self.config.representation_taps:
+            raise ValueError("this model was built with representation_taps=False")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embedding(input_ids)
+        if self.config.position_embedding:
+            x = self.position(x)
+        x = self.encode(self.before_encoding(x, attention_mask))
+        mask = fold_mask(attention_mask, self.config.time_steps)
+        representations = []
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask)
+            if output_representations:
+                representations.append(self.taps[i](x))
+        logits, logits_per_step = self.head(x, mask)
+        out = {"logits": logits, "logits_per_step": logits_per_step}
+        if output_representations:
+            out["representations"] = representations
+        return out
