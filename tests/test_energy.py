@@ -44,22 +44,19 @@ import torch
 from neurolang.backends import BACKENDS
 from neurolang.backends import compile as compile_model
 from neurolang.config import SpikformerConfig
-from neurolang.energy.counting import (
-    CountingError,
-    count_batches,
-    counts_from_spikes,
-    estimate_attention_sops,
-    first_difference,
-)
+from neurolang.energy.from_spikes import counts_from_spikes
+from neurolang.energy.hooks import count_batches
 from neurolang.energy.models import (
     BUILTIN_MODELS,
     EnergyConfigError,
     load_energy_models,
     select_models,
 )
+from neurolang.energy.records import CountingError, first_difference
+from neurolang.energy.rules import estimate_attention_sops
 from neurolang.energy.teacher import transformer_counts
+from neurolang.models import SpikingClassifier, build_model
 from neurolang.neurons import NeuronSpec
-from neurolang.spikformer import Spikformer
 
 SIMULATORS = [b for b in ("torch", "snntorch", "norse") if BACKENDS[b].available()]
 
@@ -101,8 +98,8 @@ def _hand_config() -> SpikformerConfig:
         norm_eps=0.0)
 
 
-def _hand_model(config: SpikformerConfig | None = None) -> Spikformer:
-    model = Spikformer(config or _hand_config()).double().eval()
+def _hand_model(config: SpikformerConfig | None = None) -> SpikingClassifier:
+    model = build_model(config or _hand_config()).double().eval()
     eye = torch.eye(4, dtype=torch.float64)
     swap = eye[[1, 0, 2, 3]]
     with torch.no_grad():
@@ -223,14 +220,14 @@ def test_graded_spikes_count_as_events():
     """SpikeLM's elastic bi-spiking neurons: every nonzero spike (+alpha or -alpha) is one
     event; recorded independently with hooks and compared with the counter's SOPs."""
     from neurolang.config import preset
-    from neurolang.energy.counting import attention_sops
+    from neurolang.energy.rules import attention_sops
     from neurolang.parity import probe_batch, realistic_init
     from neurolang.primitives import fold_mask
 
     config = preset("tiny", num_labels=2).with_overrides(
         {"neuron.kind": "elastic_bispike", "attention_neuron.kind": "elastic_bispike"})
     ids, mask, *_ = probe_batch(config, 3, seed=1)
-    model = Spikformer(config).double()
+    model = build_model(config).double()
     realistic_init(model, ids, mask, seed=1)
     model.eval()
     seen: dict[str, torch.Tensor] = {}
@@ -327,7 +324,7 @@ def test_energy_command_end_to_end(tmp_path, tiny_data_dir, tiny_teacher):
     config = preset("tiny", vocab_size=tokenizer.vocab_size, max_length=32,
                     representation_taps=False)
     torch.manual_seed(0)
-    model = Spikformer(config).double()
+    model = build_model(config).double()
     texts = ["a gripping , funny film .", "dull and far too long .", "not bad at all"]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     realistic_init(model, enc["input_ids"], enc["attention_mask"], 0)

@@ -1,7 +1,9 @@
 """Energy: operation counts of a spiking model's own run, energy models, the teacher's cost.
 
-``counting`` counts spikes, synaptic operations, MACs and additions per layer (hooks on the
-torch-side backends, or spike counts reported by another simulator such as Lava); ``models``
+Counting spikes, synaptic operations, MACs and additions per layer: ``rules`` says what each op
+of the model graph costs (one rule per op), ``plan`` which node is which, ``hooks`` counts a
+run on the torch-side backends, ``from_spikes`` the spike counts reported by another simulator
+such as Lava, ``records`` holds the tables (``ModelCounts``, ``LayerCounts``); ``models``
 turns counts into energy under documented per-operation figures (45 nm CMOS, Loihi, your
 own); ``teacher`` counts a Hugging Face teacher's MACs from its config and the real lengths;
 ``report`` runs the ``neurolang energy`` comparison; ``spikebert`` re-derives SpikeBERT's
@@ -13,13 +15,14 @@ Names are imported lazily so that ``neurolang.energy.models`` stays light.
 from importlib import import_module
 
 _EXPORTS = {
-    "CountingError": "neurolang.energy.counting",
-    "LayerCounts": "neurolang.energy.counting",
-    "ModelCounts": "neurolang.energy.counting",
-    "OpCounter": "neurolang.energy.counting",
-    "count_batches": "neurolang.energy.counting",
-    "counts_from_spikes": "neurolang.energy.counting",
-    "first_difference": "neurolang.energy.counting",
+    "CountingError": "neurolang.energy.records",
+    "LayerCounts": "neurolang.energy.records",
+    "ModelCounts": "neurolang.energy.records",
+    "first_difference": "neurolang.energy.records",
+    "COUNTING_RULES": "neurolang.energy.rules",
+    "OpCounter": "neurolang.energy.hooks",
+    "count_batches": "neurolang.energy.hooks",
+    "counts_from_spikes": "neurolang.energy.from_spikes",
     "BUILTIN_MODELS": "neurolang.energy.models",
     "EnergyConfigError": "neurolang.energy.models",
     "EnergyModel": "neurolang.energy.models",

@@ -1,6 +1,6 @@
 """Energy models: per-operation energies that turn operation counts into joules.
 
-An :class:`EnergyModel` charges each kind of count of :mod:`neurolang.energy.counting`::
+An :class:`EnergyModel` charges each kind of count of :mod:`neurolang.energy.records`::
 
     E = mac_pj * MACs + add_pj * additions + sop_pj * SOPs
         + neuron_update_pj * neuron updates + spike_pj * spikes          (picojoules)
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neurolang.energy.counting import ModelCounts
+from neurolang.energy.records import ModelCounts
 
 FIGURES = ("mac_pj", "add_pj", "sop_pj", "neuron_update_pj", "spike_pj")
 COUNT_OF = {"mac_pj": "macs", "add_pj": "adds", "sop_pj": "sops",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from neurolang.energy.counting import ModelCounts
+from neurolang.energy.records import ModelCounts
 
 _MARKERS = "osD^vP*X"
 

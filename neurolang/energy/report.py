@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from neurolang.energy.counting import ModelCounts, first_difference
 from neurolang.energy.models import EnergyModel, select_models
+from neurolang.energy.records import ModelCounts, first_difference
 from neurolang.energy.simulators import (
     LAVA,
     TORCH_SIDE,

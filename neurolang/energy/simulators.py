@@ -1,10 +1,10 @@
 """Running a trained model on one simulator and counting that run.
 
 ``measure_torch_side`` loads the model folder onto a torch-side backend (``torch``,
-``snntorch``, ``norse``) and counts its own run with :class:`~neurolang.energy.counting.OpCounter`.
+``snntorch``, ``norse``) and counts its own run with :class:`~neurolang.energy.hooks.OpCounter`.
 ``measure_lava`` runs the model in Lava through the Lava side's driver and turns the spike
 counts Lava's processes report into the same table with
-:func:`~neurolang.energy.counting.counts_from_spikes`.
+:func:`~neurolang.energy.from_spikes.counts_from_spikes`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
-from neurolang.energy.counting import ModelCounts, count_batches, counts_from_spikes
+from neurolang.energy.from_spikes import counts_from_spikes
+from neurolang.energy.hooks import count_batches
+from neurolang.energy.records import ModelCounts
 
 TORCH_SIDE = ("torch", "snntorch", "norse")
 LAVA = "lava"

@@ -4,7 +4,7 @@ SpikeBERT (Lv et al., 2023) reports 27.82% of BERT's energy on average (MR: 28.0
 102.24 mJ) with ``E = 0.9 pJ x SOPs + 4.6 pJ x MACs`` and a layer's SOPs = input firing rate
 x T x that layer's MACs; no counting code was published. Here the ``spikebert`` shapes (D 768,
 depth 12, 8 heads, T 4, Heaviside encoder, no position embedding) are counted with this
-package's rules (:mod:`neurolang.energy.counting`) at SST-2 lengths, with firing rates per kind
+package's rules (:mod:`neurolang.energy.rules`) at SST-2 lengths, with firing rates per kind
 of population taken from a measured run: a trained model folder, or, until there is one, the
 ``tiny`` preset under ``realistic_init`` (an *estimate*, and labelled so).
 
@@ -30,8 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neurolang.energy.counting import CountingPlan, ModelCounts, counts_from_spikes
+from neurolang.energy.from_spikes import counts_from_spikes
 from neurolang.energy.models import BUILTIN_MODELS
+from neurolang.energy.plan import CountingPlan
+from neurolang.energy.records import ModelCounts
+from neurolang.energy.rules import LINEAR_ROLES, TOKEN_STEP
 from neurolang.energy.teacher import BERT_BASE, transformer_counts
 
 PAPER = {"ratio": 0.2782, "mr_spikebert_mj": 28.03, "mr_bert_mj": 102.24}
@@ -61,19 +64,19 @@ def rates_by_kind(counts: ModelCounts) -> dict[str, float]:
 
 
 def _stream_sums(plan: CountingPlan, spikes: Mapping[str, int]) -> dict[str, int] | None:
-    """Sum of the residual stream's values over real elements, per node that carries it (a
-    Heaviside encoder's spikes plus every branch spike added since): None if not binary."""
+    """Sum of the residual stream's values over real elements, per node that carries it (the
+    spikes of the population that starts it, a Heaviside encoder, plus every branch spike
+    added since): None if it is not a sum of binary spikes."""
     sums: dict[str, int] = {}
-    for name, node in plan.nodes.items():
-        if node.op == "encode":
-            if not plan.spiking[name]:
+    for name in plan.with_role("residual"):
+        stream, *branches = plan.data_inputs(plan.nodes[name])
+        if stream not in sums:  # where the stream starts
+            if sums or not plan.spiking[stream]:
                 return None
-            sums[name] = spikes[name]
-        elif node.op == "add":
-            inputs = plan.data_inputs(node)
-            if inputs[0] not in sums or not all(plan.spiking[i] for i in inputs[1:]):
-                return None
-            sums[name] = sums[inputs[0]] + sum(spikes[i] for i in inputs[1:])
+            sums[stream] = spikes[stream]
+        if not all(plan.spiking[i] for i in branches):
+            return None
+        sums[name] = sums[stream] + sum(spikes[i] for i in branches)
     return sums
 
 
@@ -84,7 +87,7 @@ def spikebert_estimate(rates: Mapping[str, float], lengths: Sequence[int], *,
     import torch
 
     from neurolang.config import preset
-    from neurolang.spikformer import Spikformer
+    from neurolang.models import build_model
 
     config = (config or preset("spikebert")).replace(representation_taps=False)
     missing = [k for k in KINDS if k not in rates and (k != "encode"
@@ -92,15 +95,14 @@ def spikebert_estimate(rates: Mapping[str, float], lengths: Sequence[int], *,
     if missing:
         raise ValueError(f"no firing rate for {missing}")
     with torch.device("meta"):
-        model = Spikformer(config)
+        model = build_model(config)
     plan = CountingPlan(model)
     lengths = [int(n) for n in lengths]
     tokens, samples, steps = sum(lengths), len(lengths), config.time_steps
     spikes = {}
-    for name in plan.nodes:
-        if plan.spiking[name]:
-            sites = steps * tokens * plan.width[name]
-            spikes[name] = round(rates[population_kind(name)] * sites)
+    for name in plan.populations():
+        sites = steps * tokens * plan.width[name]
+        spikes[name] = round(rates[population_kind(name)] * sites)
     counts = counts_from_spikes(model, spikes, lengths, simulator="spikebert-estimate")
     bert = transformer_counts(BERT_BASE, lengths, head=[(768, 768), (768, config.num_labels)],
                               name="bert-base")
@@ -112,23 +114,24 @@ def spikebert_estimate(rates: Mapping[str, float], lengths: Sequence[int], *,
     e_stream = None
     if sums is not None:
         swapped_macs, added_acc = 0, 0
-        for name, node in plan.nodes.items():
-            if node.op == "linear" and counts.layers[name].role == "dense":
-                source = plan.data_inputs(node)[0]
-                if source in sums:
-                    swapped_macs += counts.layers[name].macs
-                    added_acc += sums[source] * node.module.out_features
+        for name in plan.with_role("dense"):
+            node = plan.nodes[name]
+            source = plan.data_inputs(node)[0]
+            if source in sums:
+                swapped_macs += counts.layers[name].macs
+                added_acc += sums[source] * node.module.out_features
         e_stream = e_ours + (cmos.sop_pj * added_acc - cmos.mac_pj * swapped_macs) / samples
 
     # SpikeBERT's rule
     squares = sum(n * n for n in lengths)
     parts = dict.fromkeys(("spike_fed_linears", "stream_fed_linears", "attention"), 0.0)
     rule_macs = 0
-    for node in plan.nodes.values():
-        if node.op == "linear":
+    for name in plan.with_role(*LINEAR_ROLES, "attention"):
+        node = plan.nodes[name]
+        if plan.role(name) in LINEAR_ROLES:
             source = plan.data_inputs(node)[0]
             ann_macs = tokens * node.module.in_features * node.module.out_features
-            if plan.rows[source] != "token_step":  # the head: real-valued
+            if plan.rows[source] != TOKEN_STEP:  # the head: real-valued
                 rule_macs += plan.row_count(plan.rows[source], samples, tokens) * (
                     node.module.in_features * node.module.out_features)
             elif plan.spiking[source]:
@@ -138,7 +141,7 @@ def spikebert_estimate(rates: Mapping[str, float], lengths: Sequence[int], *,
                 parts["stream_fed_linears"] += mean_value * steps * ann_macs
             else:
                 rule_macs += steps * ann_macs
-        elif node.op == "attention_product":
+        else:
             q, _, v = plan.data_inputs(node)[:3]
             width = plan.width[q]
             parts["attention"] += (rates[population_kind(q)] + rates[population_kind(v)]) * (
@@ -148,11 +151,11 @@ def spikebert_estimate(rates: Mapping[str, float], lengths: Sequence[int], *,
     rule_parts = {k: cmos.sop_pj * v / samples / 1e9 for k, v in parts.items()}
     rule_parts["real_valued"] = cmos.mac_pj * rule_macs / samples / 1e9
     # the one input rate, the same for every layer, at which the paper's rule gives 27.82%
-    ann_total = sum(tokens * n.module.in_features * n.module.out_features
-                    for n in plan.nodes.values()
-                    if n.op == "linear" and plan.rows[plan.data_inputs(n)[0]] == "token_step")
-    ann_total += sum(2 * squares * plan.width[plan.data_inputs(n)[0]]
-                     for n in plan.nodes.values() if n.op == "attention_product")
+    linears = [plan.nodes[name] for name in plan.with_role(*LINEAR_ROLES)]
+    ann_total = sum(tokens * n.module.in_features * n.module.out_features for n in linears
+                    if plan.rows[plan.data_inputs(n)[0]] == TOKEN_STEP)
+    ann_total += sum(2 * squares * plan.width[plan.data_inputs(plan.nodes[name])[0]]
+                     for name in plan.with_role("attention"))
     implied_rate = ((PAPER["ratio"] * e_bert * samples - cmos.mac_pj * rule_macs)
                     / (cmos.sop_pj * steps * ann_total))
 
@@ -196,13 +199,13 @@ def estimated_rates(seed: int = 0) -> dict[str, float]:
     import torch
 
     from neurolang.config import preset
-    from neurolang.energy.counting import count_batches
+    from neurolang.energy.hooks import count_batches
+    from neurolang.models import build_model
     from neurolang.parity import probe_batch, realistic_init
-    from neurolang.spikformer import Spikformer
 
     config = preset("tiny")
     torch.manual_seed(seed)
-    model = Spikformer(config).double()
+    model = build_model(config).double()
     ids, mask, _ = probe_batch(config, 8, seed)
     realistic_init(model, ids, mask, seed)
     counts, _ = count_batches(model, [{"input_ids": ids, "attention_mask": mask}])

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from neurolang.energy.counting import NORM_COST, LayerCounts, ModelCounts
+from neurolang.energy.records import LayerCounts, ModelCounts
+from neurolang.energy.rules import NORM_COST
 
 
 def _get(config: Any, *names: str, default: Any = None) -> Any:
