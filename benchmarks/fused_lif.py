@@ -18,8 +18,9 @@ import warnings
 
 import torch
 
-from neurolang.backends.pytorch import FusedLIF, StepwiseLIF
+from neurolang.backends.pytorch import FusedLIF
 from neurolang.neurons import NeuronSpec
+from neurolang.primitives import ReferenceDynamics
 
 
 def _scripted_forward(x: torch.Tensor, tau: float, th: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +79,7 @@ def main() -> None:
         _ScriptedLIF.forward_kernel = torch.jit.script(_scripted_forward)
         _ScriptedLIF.backward_kernel = torch.jit.script(_scripted_backward)
     variants = {
-        "stepwise": StepwiseLIF(spec),
+        "stepwise": ReferenceDynamics(spec),
         "fused-eager": FusedLIF(spec, "eager"),
         "fused-torchscript": _ScriptedLIF.apply,
         "fused-compiled": FusedLIF(spec, "compile"),

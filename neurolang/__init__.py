@@ -5,7 +5,7 @@ side, which runs in its own Python 3.10 environment without torch) can import
 ``neurolang.<subpackage>`` without pulling in torch.
 """
 
-from importlib import import_module
+from neurolang.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -29,9 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'neurolang' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

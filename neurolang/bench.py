@@ -6,7 +6,7 @@ For one preset, every *variant* gets the same weights and the same padded token 
     the Spikformer compiled to that backend (``neurolang.compile``);
 ``torch-stepwise``
     the ``torch`` backend with the unfused neuron (:class:`~neurolang.backends.pytorch.
-    StepwiseLIF`), to show what the fused neuron buys;
+    ReferenceDynamics`), to show what the fused neuron buys;
 ``handwritten``
     :class:`HandwrittenSpikformer`, the same network written directly in plain PyTorch
     (``nn.Linear``, ``nn.LayerNorm``, no neurolang layer) around the same kernels as the
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 # preset -> (batch, sequence length) of the timed batch
 SHAPES: dict[str, tuple[int, int]] = {"tiny": (4, 16), "small": (16, 64), "spikebert": (4, 64)}
 BASELINE, BASELINE_STEPWISE, STEPWISE = "handwritten", "handwritten-stepwise", "torch-stepwise"
-TARGETS = {  # issue 7, on the spikebert preset on CPU
+TARGETS = {  # the speed targets, on the spikebert preset on CPU (README, Benchmarks)
     "overhead_vs_handwritten_below": 0.05,
     "fused_speedup_at_least": 1.5,
     "torch_vs_snntorch_at_least": 2.0,
@@ -77,25 +77,9 @@ def _classes() -> types.SimpleNamespace:
     from torch import nn
 
     from neurolang.backends.pytorch import lif_multistep
+    from neurolang.neurons import run_reference
     from neurolang.spikes import spike_attention, spike_linear
-    from neurolang.surrogate import surrogate_derivative
-
-    class _Heaviside(torch.autograd.Function):
-        """H(x) forward (``>`` or ``>=``), a surrogate derivative backward."""
-
-        @staticmethod
-        def forward(ctx, x, name, alpha, comparison):  # noqa: D102
-            ctx.save_for_backward(x)
-            ctx.name, ctx.alpha = name, alpha
-            return (x > 0).to(x.dtype) if comparison == ">" else (x >= 0).to(x.dtype)
-
-        @staticmethod
-        def backward(ctx, grad):  # noqa: D102
-            (x,) = ctx.saved_tensors
-            return grad * surrogate_derivative(x, ctx.name, ctx.alpha), None, None, None
-
-    def _fire(x: torch.Tensor, spec: NeuronSpec) -> torch.Tensor:
-        return _Heaviside.apply(x, spec.surrogate, spec.surrogate_alpha, spec.threshold_comparison)
+    from neurolang.surrogate import spike
 
     class PlainLIF(nn.Module):
         """Multi-step LIF over (T*B, ...) inputs, one autograd step at a time (SpikingJelly's
@@ -109,16 +93,7 @@ def _classes() -> types.SimpleNamespace:
             x_seq = x.reshape(self.time_steps, -1, *x.shape[1:])
             if self.fused:
                 return lif_multistep(x_seq, self.spec).reshape(x.shape)
-            s = self.spec
-            v = torch.zeros_like(x_seq[0])
-            spikes = []
-            for t in range(self.time_steps):
-                h = v + (x_seq[t] - v) / s.tau if s.decay_input else s.beta * v + x_seq[t]
-                spike = _fire(h - s.v_threshold, s)
-                reset = spike.detach() if s.detach_reset else spike
-                v = h * (1 - reset) if s.reset == "zero" else h - reset * s.v_threshold
-                spikes.append(spike)
-            return torch.stack(spikes).reshape(x.shape)
+            return run_reference(x_seq, self.spec).reshape(x.shape)
 
     class _Projection(nn.Module):
         def __init__(self, d_in: int, d_out: int, eps: float, spec: NeuronSpec, steps: int,
@@ -220,7 +195,8 @@ def _classes() -> types.SimpleNamespace:
             if c.position_embedding:
                 x = x + self.position.weight[: x.shape[1]]
             if c.encoding == "heaviside":
-                x = _fire(x, c.neuron)
+                n = c.neuron
+                x = spike(x, n.surrogate, n.surrogate_alpha, n.threshold_comparison)
             x = x.unsqueeze(0).expand(steps, *x.shape).reshape(-1, *x.shape[1:])
             for block in self.blocks:
                 x = block(x, mask)

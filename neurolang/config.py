@@ -16,6 +16,8 @@ from neurolang.validation import (  # ConfigError is this module's error as well
     check_int,
     check_number,
     check_table,
+    from_table,
+    read_toml,
 )
 
 ENCODINGS = ("repeat", "heaviside")
@@ -118,14 +120,7 @@ class SpikformerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpikformerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(check_table("a model configuration", data)) - known)
-        if unknown:
-            raise ConfigError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(str(err)) from None
+        return from_table(cls, data, kind="model", table="a model configuration")
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -169,14 +164,7 @@ class SpikformerConfig:
 
 
 def _neuron_from_dict(data: dict[str, Any], where: str) -> NeuronSpec:
-    known = {f.name for f in dataclasses.fields(NeuronSpec)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown {where} option(s) {unknown}; known: {sorted(known)}")
-    try:
-        return NeuronSpec(**data)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
+    return from_table(NeuronSpec, data, kind=where, prefix=f"{where}: ", table=where)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -195,20 +183,12 @@ def load_model_config(path: str | Path) -> SpikformerConfig:
     """A model configuration from a file: a ``config.json`` (as saved with a model), or a
     TOML file whose ``[model]`` table holds options, optionally starting from
     ``preset = "name"``."""
-    import tomllib
-
     path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise ConfigError(f"no configuration file at {path} (it {what})")
-    if path.suffix == ".json":
+    if path.suffix == ".json" and path.is_file():
         return SpikformerConfig.load(path)
-    if path.suffix != ".toml":
+    if path.suffix not in (".toml", ".json"):
         raise ConfigError(f"{path}: configuration files are .toml or .json")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    data = read_toml(path)
     return model_config_from_table(data.get("model", {}))
 
 

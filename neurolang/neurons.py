@@ -32,8 +32,8 @@ class NeuronSpec:
             ``kind`` and ``learn_alpha``: the LIF settings below do not apply to it, though a
             Heaviside encoder still takes its comparison and surrogate from ``config.neuron``).
         tau: membrane time constant in steps (>= 1); the decay is ``beta = 1 - 1/tau``.
-        beta: the decay itself, in [0, 1); give ``tau`` or ``beta``. ``tau`` wins if both are
-            given and they disagree is an error.
+        beta: the decay itself, in [0, 1); give ``tau`` or ``beta`` (both only if they agree:
+            ``beta == 1 - 1/tau``, else it is an error).
         decay_input: scale the input by ``1/tau`` as SpikingJelly's ``LIFNode`` (SpikeBERT).
         v_threshold: firing threshold (> 0).
         reset: ``"zero"`` (hard reset to 0) or ``"subtract"`` (subtract the threshold).

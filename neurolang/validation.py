@@ -106,3 +106,44 @@ def check_table(where: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table of options, got {value!r}")
     return value
+
+
+def from_table(cls: Any, data: Any, *, kind: str = "", place: str = "", prefix: str = "",
+               table: str = "a configuration", convert: Any = None) -> Any:
+    """The one strict ``from_dict`` of every configuration dataclass: ``data`` must be a table
+    whose keys are all fields of ``cls`` (the message lists the unknown and the known ones,
+    as ``unknown {kind} option(s) [...] in {place}``); ``convert`` may rewrite the values
+    (nested tables); the dataclass's own checks raise with ``prefix`` before them."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(check_table(table, data)) - known)
+    if unknown:
+        what = f"{kind} " if kind else ""
+        where = f" in {place}" if place else ""
+        raise ConfigError(f"unknown {what}option(s) {unknown}{where}; known: {sorted(known)}")
+    values = convert(dict(data)) if convert else dict(data)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{prefix}{err}") from None
+
+
+def read_toml(path: Any, what: str = "configuration") -> dict[str, Any]:
+    """A TOML file as a dict, or one :class:`ConfigError` saying what is wrong with it
+    (missing, a folder, not TOML). ``tomllib`` on Python >= 3.11, ``tomli`` before."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"no {what} file at {path} (it {state})")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None

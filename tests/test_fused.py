@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 from neurolang import Spikformer, compile, preset
 from neurolang.backends import get_backend
 from neurolang.backends import pytorch as torch_backend
-from neurolang.backends.pytorch import FusedLIF, MultiStepLIF, StepwiseLIF, lif_multistep
+from neurolang.backends.pytorch import FusedLIF, MultiStepLIF, lif_multistep
 from neurolang.bench import HandwrittenSpikformer, build_variants, register
 from neurolang.cli import _fail as cli_fail
 from neurolang.neurons import NeuronSpec, run_reference
 from neurolang.parity import firing_rates, probe_batch, record_spikes
-from neurolang.primitives import Norm, fold_mask
+from neurolang.primitives import Norm, ReferenceDynamics, fold_mask
 
 SPECS = [
     NeuronSpec(reset=reset, decay_input=decay, threshold_comparison=comparison,
@@ -113,7 +113,7 @@ def test_fused_neuron_saves_one_sequence_tensor(steps):
     x = _currents(spec, (steps, 3, 20)).requires_grad_()
     shapes, out = _saved(lambda: FusedLIF(spec, "eager")(x))
     assert shapes == [(steps, 60)]  # the membranes h, one (T, N) tensor
-    stepwise, _ = _saved(lambda: StepwiseLIF(spec)(x))
+    stepwise, _ = _saved(lambda: ReferenceDynamics(spec)(x))
     assert len(stepwise) >= 3 * steps  # what the per-step autograd graph keeps instead
     assert out.grad_fn is not None
 
@@ -146,7 +146,7 @@ def test_torch_backend_lowers_to_fused_and_keeps_stepwise():
     backend = get_backend("torch")
     spec = NeuronSpec()
     assert isinstance(backend.lower(spec), FusedLIF)
-    assert isinstance(backend.lower(spec, fused=False), StepwiseLIF)
+    assert isinstance(backend.lower(spec, fused=False), ReferenceDynamics)
     assert MultiStepLIF is FusedLIF
 
 
@@ -170,7 +170,7 @@ def test_handwritten_baseline_equals_neurolang(name, fused):
     if not fused:
         for neuron in ours.modules():
             if hasattr(neuron, "set_dynamics"):
-                neuron.set_dynamics(StepwiseLIF(neuron.spec))
+                neuron.set_dynamics(ReferenceDynamics(neuron.spec))
     hand = HandwrittenSpikformer(config, fused=fused).double().load_from(model)
     for train in (False, True):
         ours.train(train)

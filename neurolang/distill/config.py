@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from neurolang.config import ConfigError, SpikformerConfig, model_config_from_table
 from neurolang.distill.metrics import canonical_metric
 from neurolang.distill.trainer import OptimConfig
@@ -26,6 +24,8 @@ from neurolang.validation import (
     check_str,
     check_str_list,
     check_table,
+    from_table,
+    read_toml,
 )
 
 
@@ -102,7 +102,8 @@ class DataConfig:
 @dataclass
 class PredistillConfig(OptimConfig):
     """Stage 1: align block representations (and embeddings) with the pretrained teacher's
-    hidden states. ``rep_weight`` and ``emb_weight`` weigh the losses; ``ignore_layers`` drops
+    hidden states. ``w_rep`` and ``w_emb`` weigh the losses, as in ``[distill]`` (configs
+    written before may still call them ``rep_weight`` and ``emb_weight``); ``ignore_layers`` drops
     the first pairs of the layer map."""
 
     enabled: bool = True
@@ -110,14 +111,14 @@ class PredistillConfig(OptimConfig):
     lr: float = 5e-4
     weight_decay: float = 0.0
     schedule: str = "constant"
-    rep_weight: float = 1.0
-    emb_weight: float = 1.0
+    w_rep: float = 1.0
+    w_emb: float = 1.0
     ignore_layers: int = 0
 
     def __post_init__(self):
         super().__post_init__()
         check_bool("", "enabled", self.enabled)
-        for name in ("rep_weight", "emb_weight"):
+        for name in ("w_rep", "w_emb"):
             check_number("", name, getattr(self, name), at_least=0)
         self.ignore_layers = check_int("", "ignore_layers", self.ignore_layers, at_least=0)
 
@@ -209,19 +210,22 @@ _SECTIONS = {"teacher": TeacherConfig, "data": DataConfig, "predistill": Predist
              "distill": DistillConfig, "run": RunConfig}
 
 
+# stage 1's loss weights had other names than stage 2's before 0.2
+_OLD_NAMES = {"rep_weight": "w_rep", "emb_weight": "w_emb"}
+
+
 def _build(cls, data: Any, where: str):
     """The section ``[where]`` from its table; the errors of its checks get the section."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(check_table(f"[{where}]", data)) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} in [{where}]; known: {sorted(known)}")
-    values = dict(data)
-    if cls is DistillConfig and "icsfd" in values:
-        values["icsfd"] = _build(IcsfdConfig, values["icsfd"], f"{where}.icsfd")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"[{where}] {err}") from None
+
+    def nested(values: dict[str, Any]) -> dict[str, Any]:
+        if cls is DistillConfig and "icsfd" in values:
+            values["icsfd"] = _build(IcsfdConfig, values["icsfd"], f"{where}.icsfd")
+        return values
+
+    if cls is PredistillConfig and isinstance(data, dict):
+        data = {_OLD_NAMES.get(k, k): v for k, v in data.items()}
+    return from_table(cls, data, place=f"[{where}]", prefix=f"[{where}] ",
+                      table=f"[{where}]", convert=nested)
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
@@ -242,14 +246,7 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
     """Read a TOML training configuration and apply ``{"distill.lr": 1e-3}`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            what = "is a folder" if path.is_dir() else "does not exist"
-            raise ConfigError(f"no configuration file at {path} (it {what})")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path} is not valid TOML: {err}") from None
+        data = read_toml(path)
     for key, value in (overrides or {}).items():
         parts = key.split(".")
         if parts[0] not in {"model", *_SECTIONS}:

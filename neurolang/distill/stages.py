@@ -218,10 +218,10 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
         _, hidden = cache.batch(batch["index"].cpu(), batch["input_ids"].shape[1])
         hidden = {k: v.to(device) for k, v in hidden.items()}
         out = model(batch["input_ids"], batch["attention_mask"], output_representations=True)
-        per_sample = cfg.rep_weight * _distill_features(out, hidden, pairs, extra,
+        per_sample = cfg.w_rep * _distill_features(out, hidden, pairs, extra,
                                                         batch["attention_mask"])
-        emb = cfg.emb_weight * _embedding_loss(model, extra, teacher_embeddings) if (
-            cfg.emb_weight) else 0.0
+        emb = cfg.w_emb * _embedding_loss(model, extra, teacher_embeddings) if (
+            cfg.w_emb) else 0.0
         return per_sample, emb
 
     trainer = Trainer(student, loss_fn, data, teacher.tokenizer.pad_token_id, cfg, output,
@@ -396,6 +396,10 @@ def config_difference(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, t
     its default value."""
     from neurolang.distill.config import train_config_from_dict
 
+    try:  # read as a config today: renamed options and new defaults as today's
+        saved = train_config_from_dict(saved).to_dict()
+    except ValueError:
+        pass
     a, b = _flat(saved), _flat(now)
     defaults = _flat(train_config_from_dict({}).to_dict())
     for key in set(b) - set(a):

@@ -12,7 +12,7 @@ published ratio with our rules. The rules are stated in ``docs/energy.md``.
 Names are imported lazily so that ``neurolang.energy.models`` stays light.
 """
 
-from importlib import import_module
+from neurolang.lazy import lazy_exports
 
 _EXPORTS = {
     "CountingError": "neurolang.energy.records",
@@ -38,9 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'neurolang.energy' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -124,15 +124,13 @@ DEFAULT_MODELS = ("cmos45", "cmos45-lif", "loihi")
 
 def load_energy_models(path: str | Path) -> dict[str, EnergyModel]:
     """The models defined in a TOML file's ``[models.NAME]`` tables."""
-    import tomllib
+    from neurolang.validation import ConfigError, read_toml
 
     path = Path(path)
-    if not path.is_file():
-        raise EnergyConfigError(f"no energy configuration file at {path}")
     try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise EnergyConfigError(f"{path} is not valid TOML: {err}") from None
+        data = read_toml(path, "energy configuration")
+    except ConfigError as err:
+        raise EnergyConfigError(str(err)) from None
     unknown_tables = sorted(set(data) - {"models"})
     if unknown_tables:
         raise EnergyConfigError(f"{path}: unknown table(s) {unknown_tables}; energy models go "

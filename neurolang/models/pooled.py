@@ -66,11 +66,10 @@ class PooledClassifierConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PooledClassifierConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown pooled-classifier option(s) {unknown}")
-        return cls(**data)
+        from neurolang.validation import from_table
+
+        return from_table(cls, data, kind="pooled-classifier",
+                          table="a pooled-classifier configuration")
 
 
 class SpikingLayer(nn.Module):
