@@ -1,4 +1,6 @@
-"""Classification metrics: accuracy, F1, macro-F1 and Matthews correlation.
+"""Classification metrics: accuracy, F1, macro-F1 and Matthews correlation, computed by
+scikit-learn (``sklearn.metrics``); this module checks the inputs, names the metrics and
+fixes the conventions below (a test checks them against worked examples).
 
 All functions take predicted class ids and true class ids (lists, numpy arrays or torch
 tensors of the same length). ``compute_metrics`` also accepts logits of shape ``(N, C)``
@@ -23,7 +25,7 @@ Definitions, with ``C`` the confusion matrix, ``C[i, j]`` = number of examples o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,22 +85,20 @@ def confusion_matrix(preds: Any, labels: Any, num_labels: int | None = None) -> 
 
 def accuracy(preds: Any, labels: Any) -> float:
     """Fraction of examples whose predicted class equals the true class."""
+    from sklearn.metrics import accuracy_score
+
     preds, labels = _check_pair(preds, labels)
-    return float(np.mean(preds == labels))
-
-
-def _f1_from_counts(tp: int, fp: int, fn: int) -> float:
-    denominator = 2 * tp + fp + fn
-    return 0.0 if denominator == 0 else float(2 * tp / denominator)
+    return float(accuracy_score(labels, preds))
 
 
 def f1_score(preds: Any, labels: Any, positive: int = 1) -> float:
-    """Binary F1 of the class ``positive`` (default 1, as GLUE scores MRPC)."""
+    """Binary F1 of the class ``positive`` (default 1, as GLUE scores MRPC); 0 when it is
+    neither in the labels nor predicted."""
+    from sklearn.metrics import f1_score as sklearn_f1
+
     preds, labels = _check_pair(preds, labels)
-    tp = int(np.sum((preds == positive) & (labels == positive)))
-    fp = int(np.sum((preds == positive) & (labels != positive)))
-    fn = int(np.sum((preds != positive) & (labels == positive)))
-    return _f1_from_counts(tp, fp, fn)
+    return float(sklearn_f1(labels, preds, labels=[positive], average="macro",
+                            zero_division=0.0))
 
 
 def macro_f1(preds: Any, labels: Any, num_labels: int | None = None) -> float:
@@ -107,33 +107,24 @@ def macro_f1(preds: Any, labels: Any, num_labels: int | None = None) -> float:
     With ``num_labels`` every class ``0..num_labels-1`` counts (a class that never occurs and is
     never predicted scores 0); without it, the classes present in labels or predictions count.
     """
+    from sklearn.metrics import f1_score as sklearn_f1
+
     preds, labels = _check_pair(preds, labels)
     if num_labels is None:
-        classes: Iterable[int] = np.union1d(preds, labels).tolist()
+        classes = np.union1d(preds, labels).tolist()
     else:
-        classes = range(num_labels)
-    matrix = confusion_matrix(preds, labels, num_labels)
-    scores = []
-    for k in classes:
-        tp = int(matrix[k, k])
-        fp = int(matrix[:, k].sum()) - tp
-        fn = int(matrix[k, :].sum()) - tp
-        scores.append(_f1_from_counts(tp, fp, fn))
-    return float(np.mean(scores))
+        confusion_matrix(preds, labels, num_labels)  # class ids within range
+        classes = list(range(num_labels))
+    return float(sklearn_f1(labels, preds, labels=classes, average="macro", zero_division=0.0))
 
 
 def matthews_corrcoef(preds: Any, labels: Any) -> float:
-    """Matthews correlation coefficient, binary or multiclass (Gorodkin's formula, see module)."""
-    matrix = confusion_matrix(preds, labels).astype(np.float64)
-    s = matrix.sum()
-    c = np.trace(matrix)
-    t = matrix.sum(axis=1)  # true occurrences per class
-    p = matrix.sum(axis=0)  # predictions per class
-    numerator = c * s - float(np.dot(p, t))
-    denominator = np.sqrt((s * s - float(np.dot(p, p))) * (s * s - float(np.dot(t, t))))
-    if denominator == 0:
-        return 0.0
-    return float(numerator / denominator)
+    """Matthews correlation coefficient, binary or multiclass (Gorodkin's formula, see module);
+    0 when every prediction or every label is one class."""
+    from sklearn.metrics import matthews_corrcoef as sklearn_mcc
+
+    preds, labels = _check_pair(preds, labels)
+    return float(sklearn_mcc(labels, preds))
 
 
 METRICS: dict[str, Callable[[Any, Any], float]] = {
