@@ -347,3 +347,23 @@ def test_pair_task_pipeline_selects_on_the_configured_metric(tmp_path, tiny_teac
     sep = teacher.tokenizer.sep_token_id
     assert ids[0] == teacher.tokenizer.cls_token_id and ids.count(sep) == 2
     assert set(pairs[0]["token_type_ids"]) == {0, 1} and teacher.uses_token_types
+
+
+def test_tensorboard_logging_through_accelerate(tmp_path, tiny_teacher, tiny_data_dir):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    out = tmp_path / "logged"
+    result = CliRunner().invoke(app, ["distill", "--config", str(config), "--teacher",
+                                      str(tiny_teacher), "-o", str(out),
+                                      "--set", "run.log_with=tensorboard"])
+    assert result.exit_code == 0, result.output
+    runs = [p.parent for p in (out / "logs").rglob("events.out.tfevents.*")]
+    assert runs, "no TensorBoard event file"
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    assert {"loss", "dev_accuracy"} <= set(events.Tags()["scalars"])
+    logged = [e.value for e in events.Scalars("dev_accuracy")]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx([r["dev_accuracy"] for r in lines if "dev_accuracy" in r])

@@ -176,13 +176,17 @@ class RunConfig:
     """``backend``: torch | snntorch | norse; ``init_embeddings``: ``teacher`` copies the
     teacher's word (and position) embeddings when the widths match, ``random`` does not;
     ``device``: cpu | cuda | cuda:N | auto; ``threads``: torch CPU threads (0: torch's
-    default). ``backend`` is checked against the installed backends when the run starts."""
+    default). ``backend`` is checked against the installed backends when the run starts.
+    ``log_with``: ``"tensorboard"`` also logs every stage's metrics for TensorBoard (through
+    Accelerate's trackers, into ``STAGE/logs/``; needs the ``tensorboard`` package); ``""``
+    (the default): the ``metrics.jsonl`` files only."""
 
     backend: str = "torch"
     seed: int = 0
     init_embeddings: str = "teacher"
     device: str = "auto"
     threads: int = 0
+    log_with: str = ""
 
     def __post_init__(self):
         check_str("", "backend", self.backend, non_empty=True)
@@ -191,6 +195,13 @@ class RunConfig:
         check_choice("", "init_embeddings", self.init_embeddings, ("teacher", "random"))
         if not (isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device)):
             check_choice("", "device", self.device, ("cpu", "cuda", "auto"))
+        check_choice("", "log_with", self.log_with, ("", "tensorboard"))
+        if self.log_with == "tensorboard":
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise ConfigError("[run] log_with = 'tensorboard' needs the tensorboard "
+                                  "package: pip install tensorboard")
 
 
 @dataclass

@@ -227,7 +227,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     trainer = Trainer(student, loss_fn, data, teacher.tokenizer.pad_token_id, cfg, output,
                       extra=projections, tokenizer=teacher.tokenizer,
                       metadata={"stage": "predistill", "teacher": config.teacher.name},
-                      description="stage 1: predistill")
+                      description="stage 1: predistill", log_with=config.run.log_with)
     state = trainer.fit(resume=resume)
     if not trainer.accelerator.is_main_process:
         return {"stage": "predistill", "rank": trainer.rank}
@@ -357,7 +357,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
                       tokenizer=teacher.tokenizer,
                       metadata={"stage": "distill", "task": task.name, "teacher": teacher_dir,
                                 "label_names": list(task.label_names or [])},
-                      description="stage 2: distill")
+                      description="stage 2: distill", log_with=config.run.log_with)
     state = trainer.fit(resume=resume)
     if not trainer.accelerator.is_main_process:
         return {"stage": "distill", "rank": trainer.rank}

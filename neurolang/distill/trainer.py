@@ -146,7 +146,7 @@ class Trainer:
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                  selection_metric: str | None = None, tokenizer: Any = None,
                  metadata: dict[str, Any] | None = None, description: str = "train",
-                 cpu: bool | None = None):
+                 cpu: bool | None = None, log_with: str = ""):
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         self.optim = optim
@@ -158,7 +158,13 @@ class Trainer:
             mixed_precision=optim.mixed_precision if torch.cuda.is_available() else "no",
             cpu=cpu if cpu is not None else not torch.cuda.is_available(),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            log_with=log_with or None,
+            project_dir=str(self.output_dir / "logs") if log_with else None,
         )
+        if log_with:
+            self.accelerator.init_trackers(description.replace(":", "").replace(" ", "_"),
+                                           config={k: v for k, v in asdict(optim).items()
+                                                   if isinstance(v, (int, float, str, bool))})
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.train_data = train_data
@@ -257,6 +263,10 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.accelerator.trackers:
+            values = {k: v for k, v in record.items() if k != "step" and
+                      isinstance(v, (int, float))}
+            self.accelerator.log(values, step=record.get("step"))
 
     def _truncate_log(self, step: int, epochs_ended: int) -> None:
         """Drop the records written after the checkpoint (a kill between them)."""
@@ -372,6 +382,8 @@ class Trainer:
         self.state["wall_time"] = time.perf_counter() - start_time
         if self.evaluate is None and self.accelerator.is_main_process:
             self._save_model(self.output_dir / FINAL)
+        if self.accelerator.trackers:
+            self.accelerator.end_training()
         self.accelerator.wait_for_everyone()
         return self.state
 
