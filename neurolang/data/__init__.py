@@ -9,17 +9,13 @@ from neurolang.data.batching import (
 )
 from neurolang.data.errors import DataError
 from neurolang.data.files import ENV_DATA_DIR, resolve_data_dir
-from neurolang.data.loading import (
-    load_hub_task,
-    load_local_files,
-    load_task,
-    load_unlabelled,
-    local_task,
-    resolve_task,
-    validate_unlabelled_sources,
-)
+from neurolang.data.hub import load_hub_task
+from neurolang.data.loading import load_task
+from neurolang.data.local import load_local_files, local_task
+from neurolang.data.resolve import resolve_task
 from neurolang.data.tasks import (
     HUB_ALIASES,
+    SPLIT_ALIASES,
     SPLITS,
     TASKS,
     TRAIN,
@@ -31,10 +27,12 @@ from neurolang.data.tasks import (
     get_task,
     known_task_names,
 )
+from neurolang.data.unlabelled import load_unlabelled, validate_unlabelled_sources
 
 __all__ = [
     "ENV_DATA_DIR",
     "HUB_ALIASES",
+    "SPLIT_ALIASES",
     "SPLITS",
     "TASKS",
     "TRAIN",

@@ -3,7 +3,7 @@
 A spec says where a task's files are (relative to the data directory, see
 ``neurolang.data.files.resolve_data_dir``), how to read them, which columns hold the text(s) and
 the label, what the labels mean, and which metric selects a model. It knows nothing about
-tokenizers or torch; ``neurolang.data.loading.load_task`` turns it into a ``DatasetDict``.
+tokenizers or torch; ``neurolang.data.load_task`` turns it into a ``DatasetDict``.
 
 Splits are ``train`` and ``validation`` (the task's dev set). Labelled test splits are not
 shipped in the offline data and are never exposed: select and report on ``validation``.
@@ -19,6 +19,10 @@ from neurolang.data.errors import DataError
 TRAIN = "train"
 VALIDATION = "validation"
 SPLITS = (TRAIN, VALIDATION)
+
+SPLIT_ALIASES = {"train": TRAIN, "validation": VALIDATION, "dev": VALIDATION, "val": VALIDATION}
+"""Split names as data sets spell them (lower case) -> the split they load as; any other split
+(``test``) is never loaded."""
 
 FORMATS = ("label_sentence", "tsv", "csv", "jsonl")
 """File formats: ``label_sentence`` is one ``LABEL SENTENCE`` per line (label, one space, text)."""
