@@ -73,8 +73,8 @@ def build_fixtures(base: Path) -> dict[str, Path]:
     sys.path.insert(0, str(ROOT))
     from neurolang.checkpoint import save_pretrained
     from neurolang.config import preset
-    from neurolang.distill.teachers import resolve_teacher_path
     from neurolang.models import build_model
+    from neurolang.teachers import resolve_teacher_path
 
     f: dict[str, Path] = {}
     data = base / "data"

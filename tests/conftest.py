@@ -31,7 +31,7 @@ def tiny_teacher(tmp_path_factory):
     """A small random BERT classifier with the offline MiniLM tokenizer, saved as a folder
     (its head makes it a 'fine-tuned' teacher; its encoder serves stage 1)."""
     transformers = pytest.importorskip("transformers")
-    from neurolang.distill.teachers import resolve_teacher_path
+    from neurolang.teachers import resolve_teacher_path
 
     try:
         source = resolve_teacher_path("default")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurolang.distill.metrics import (
+from neurolang.metrics import (
     accuracy,
     compute_metrics,
     confusion_matrix,

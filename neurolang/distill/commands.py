@@ -41,7 +41,7 @@ def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
     what the user gave)."""
     from neurolang.data import load_task, validate_unlabelled_sources
     from neurolang.distill.stages import check_run_folder, task_text_source
-    from neurolang.distill.teachers import TeacherError, check_teacher
+    from neurolang.teachers import TeacherError, check_teacher
 
     data_dir = cfg.data.data_dir or None
     raw = load_task(cfg.data.task, data_dir=data_dir)
@@ -148,7 +148,7 @@ def register(app: typer.Typer, fail) -> None:
         """Fine-tune a BERT/RoBERTa teacher on a task; saves a transformers folder."""
         import torch
 
-        from neurolang.distill.teachers import check_teacher, finetune_teacher
+        from neurolang.teachers import check_teacher, finetune_teacher
 
         if threads < 0:
             fail(f"--threads must be >= 0, got {threads}")
@@ -189,7 +189,7 @@ def register(app: typer.Typer, fail) -> None:
         Then: neurolang finetune-teacher --teacher OUTPUT, or [teacher] name = "OUTPUT"."""
         import torch
 
-        from neurolang.distill.build_teacher import build_roberta_teacher
+        from neurolang.teachers.build import build_roberta_teacher
 
         if threads:
             torch.set_num_threads(threads)
@@ -233,7 +233,7 @@ def _model_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
     from neurolang.checkpoint import CheckpointError
-    from neurolang.distill.teachers import TOKENIZER_FILES
+    from neurolang.teachers import TOKENIZER_FILES
 
     if not any((Path(model_dir) / n).is_file() for n in TOKENIZER_FILES):
         raise CheckpointError(
@@ -267,9 +267,9 @@ def _guard(fail, thunk):
     from neurolang.checkpoint import CheckpointError
     from neurolang.config import ConfigError
     from neurolang.data import DataError
-    from neurolang.distill.teachers import TeacherError
     from neurolang.distill.trainer import TrainingError
     from neurolang.outputs import OutputError
+    from neurolang.teachers import TeacherError
 
     try:
         return thunk()

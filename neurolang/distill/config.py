@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from neurolang.config import ConfigError, SpikformerConfig, model_config_from_table
-from neurolang.distill.metrics import canonical_metric
 from neurolang.distill.trainer import OptimConfig
+from neurolang.metrics import canonical_metric
 from neurolang.validation import (
     check_bool,
     check_choice,

@@ -43,12 +43,12 @@ from neurolang.distill.losses import (
     layer_map,
     masked_mse_per_sample,
 )
-from neurolang.distill.metrics import compute_metrics, selection_metrics
-from neurolang.distill.teachers import Teacher, finetune_teacher, load_teacher, subset_rows
 from neurolang.distill.trainer import BEST, CHECKPOINT, FINAL, Trainer, seed_everything
+from neurolang.metrics import compute_metrics, selection_metrics
 from neurolang.models import SpikingClassifier, build_model
 from neurolang.outputs import claim_folder, write_text_atomic
 from neurolang.progress import progress
+from neurolang.teachers import Teacher, finetune_teacher, load_teacher, subset_rows
 
 log = logging.getLogger("neurolang.train")
 RESULTS = "results.json"

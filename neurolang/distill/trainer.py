@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 import tempfile
 import time
@@ -21,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -29,6 +27,7 @@ from torch import nn
 from neurolang.checkpoint import recover_directory, replace_directory, save_pretrained
 from neurolang.data import DynamicPaddingCollator, LengthBucketBatchSampler
 from neurolang.progress import progress
+from neurolang.seeding import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT = "checkpoint"
 BEST = "best"
@@ -78,28 +77,6 @@ class OptimConfig:
         check_number("", "warmup_ratio", self.warmup_ratio, at_least=0, less_than=1)
         check_choice("", "schedule", self.schedule, ("cosine", "linear", "constant"))
         check_choice("", "mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _schedule(warmup: int, total: int, kind: str) -> Callable[[int], float]:
@@ -215,7 +192,7 @@ class Trainer:
                 save_file(state, str(tmp / "weights.safetensors"))
                 torch.save({"optimizer": self.optimizer.state_dict(),
                             "scheduler": self.scheduler.state_dict(),
-                            "rng": _rng_state()}, tmp / "optimizer.pt")
+                            "rng": rng_state()}, tmp / "optimizer.pt")
                 (tmp / "state.json").write_text(json.dumps(
                     {**self.state, "optim": asdict(self.optim), "world": self.world}, indent=2))
                 replace_directory(tmp, self.checkpoint_dir)
@@ -251,7 +228,7 @@ class Trainer:
         self._unwrapped().load_state_dict(weights, strict=True)
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
-        _set_rng_state(blob["rng"])
+        set_rng_state(blob["rng"])
         self.state = {k: saved[k] for k in self.state}
         self._truncate_log(self.state["step"], len(self.state["history"]))
         return True

@@ -47,12 +47,12 @@ def register(app: typer.Typer, fail) -> None:
         from neurolang.checkpoint import CheckpointError
         from neurolang.config import ConfigError
         from neurolang.data import DataError
-        from neurolang.distill.teachers import TeacherError
         from neurolang.energy.models import EnergyConfigError
         from neurolang.energy.records import CountingError
         from neurolang.energy.report import EnergyError, run_energy
         from neurolang.energy.simulators import SimulatorError
         from neurolang.outputs import claim_folder
+        from neurolang.teachers import TeacherError
 
         claim_folder(output, ["energy"], what="--output")
         console = Console(width=max(Console().width, 140))

@@ -267,8 +267,8 @@ def _teacher_run(source: str, rows, max_length: int, batch_size: int) -> Simulat
     import time
 
     from neurolang.data import DynamicPaddingCollator, LengthBucketBatchSampler, tokenize
-    from neurolang.distill.teachers import load_teacher
     from neurolang.energy.teacher import teacher_counts
+    from neurolang.teachers import load_teacher
 
     start = time.perf_counter()
     teacher = load_teacher(source)

@@ -82,7 +82,7 @@ def measure_lava(model_dir: str | Path, batches: Sequence[Mapping],
 
     try:
         from neurolang.export import export_nir
-        from neurolang.export.simulate import simulate_lava
+        from neurolang.lava.driver import simulate_lava
     except ImportError as err:
         raise SimulatorError(f"the Lava simulator is not available ({err}); the energy command "
                              f"calls {LAVA_DRIVER}") from None

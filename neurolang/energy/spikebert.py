@@ -232,7 +232,7 @@ def sst2_lengths(data_dir: str | Path | None = None) -> tuple[list[int], str]:
     teacher's tokenizer), or 872 times the stored mean when the data is not available."""
     try:
         from neurolang.data import load_task
-        from neurolang.distill.teachers import load_teacher
+        from neurolang.teachers import load_teacher
 
         tokenizer = load_teacher("default").tokenizer
         texts = list(load_task("sst2", data_dir=data_dir)["validation"]["text"])

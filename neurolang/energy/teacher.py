@@ -123,7 +123,7 @@ def head_linears(model: Any) -> list[tuple[int, int]]:
 
 
 def teacher_counts(teacher: Any, lengths: Sequence[int]) -> ModelCounts:
-    """Counts of a loaded :class:`~neurolang.distill.teachers.Teacher` on the given lengths."""
+    """Counts of a loaded :class:`~neurolang.teachers.Teacher` on the given lengths."""
     model = teacher.model
     head = head_linears(model) if teacher.has_head else []
     return transformer_counts(model.config, lengths, head=head,

@@ -292,7 +292,8 @@ def build_roberta_teacher(
     atomically to ``output_dir`` with a ``results.json``. ``pretrain``: options of
     ``pretrain_roberta``. Returns the ``results.json`` content."""
     from neurolang.data import load_unlabelled
-    from neurolang.distill.teachers import TeacherError, _save_atomically, _versions
+    from neurolang.teachers.finetune import _save_atomically, _versions
+    from neurolang.teachers.load import TeacherError
 
     started = time.perf_counter()
     output = Path(output_dir).expanduser().resolve()
