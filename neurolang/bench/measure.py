@@ -1,51 +1,13 @@
-"""``neurolang bench``: training and inference throughput per backend, side by side.
-
-For one preset, every *variant* gets the same weights and the same padded token batch:
-
-``torch``, ``snntorch``, ``norse``
-    the Spikformer compiled to that backend (``neurolang.compile``);
-``torch-stepwise``
-    the ``torch`` backend with the unfused neuron (:class:`~neurolang.backends.pytorch.
-    ReferenceDynamics`), to show what the fused neuron buys;
-``handwritten``
-    :class:`HandwrittenSpikformer`, the same network written directly in plain PyTorch
-    (``nn.Linear``, ``nn.LayerNorm``, no neurolang layer) around the same kernels as the
-    ``torch`` backend: the fused LIF (:func:`~neurolang.backends.pytorch.lif_multistep`) and
-    the products that keep binary spikes for backward as ``torch.bool``
-    (:mod:`neurolang.spikes`). The difference to ``torch`` is what neurolang's abstraction
-    costs;
-``handwritten-stepwise``
-    the same network with none of those kernels: a plain step-by-step LIF written here
-    (SpikingJelly's multi-step LIF in its ``torch`` back-end, as SpikeBERT's reference code
-    runs it) and plain products, which keep float spikes for backward.
-
-Both hand-written networks load the neurolang model's ``state_dict``; their logits are checked
-to equal neurolang's before anything is timed.
-
-A training step is forward, cross-entropy, backward and an AdamW step; inference is one
-forward in ``torch.inference_mode`` with the model in eval mode. After ``warmup`` untimed
-rounds (which also compile kernels), each of ``repeats`` rounds times every variant once,
-interleaved and in a rotating order, so machine noise hits all alike; figures are medians, and
-every ratio is the median of the ratios measured within the same round. Peak memory is
-measured in one more, separate step per variant: on CUDA ``torch.cuda.max_memory_allocated``,
-on CPU the allocations the torch profiler records (``profile_memory``), as the peak of the
-running sum over the step, above what was allocated before it (weights, AdamW state and the
-gradients of the step before, which the step frees and allocates again). All variants share
-one set of weights, gradients and AdamW state (:func:`build_variants`).
-"""
+"""Measuring ``neurolang bench``'s variants: the same weights and batch for every backend and
+the hand-written baselines, timed rounds interleaved, peak memory, the ratios and targets."""
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 import platform
 import statistics
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,7 +15,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from neurolang.config import SpikformerConfig
-    from neurolang.neurons import NeuronSpec
 
 # preset -> (batch, sequence length) of the timed batch
 SHAPES: dict[str, tuple[int, int]] = {"tiny": (4, 16), "small": (16, 64), "spikebert": (4, 64)}
@@ -64,159 +25,6 @@ TARGETS = {  # the speed targets, on the spikebert preset on CPU (README, Benchm
     "torch_vs_snntorch_at_least": 2.0,
 }
 
-
-# --------------------------------------------------------------------------------------------
-# The hand-written network: plain PyTorch, same math and parameter names as neurolang's
-
-
-@functools.cache
-def _classes() -> types.SimpleNamespace:
-    """The hand-written network's classes, defined on first use so that importing this module
-    (the CLI does, to register the command) needs no torch."""
-    import torch
-    from torch import nn
-
-    from neurolang.backends.pytorch import lif_multistep
-    from neurolang.neurons import run_reference
-    from neurolang.spikes import spike_attention, spike_linear
-    from neurolang.surrogate import spike
-
-    class PlainLIF(nn.Module):
-        """Multi-step LIF over (T*B, ...) inputs, one autograd step at a time (SpikingJelly's
-        ``LIFNode`` in multi-step mode with its ``torch`` back-end)."""
-
-        def __init__(self, spec: NeuronSpec, time_steps: int, fused: bool):
-            super().__init__()
-            self.spec, self.time_steps, self.fused = spec, time_steps, fused
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x_seq = x.reshape(self.time_steps, -1, *x.shape[1:])
-            if self.fused:
-                return lif_multistep(x_seq, self.spec).reshape(x.shape)
-            return run_reference(x_seq, self.spec).reshape(x.shape)
-
-    class _Projection(nn.Module):
-        def __init__(self, d_in: int, d_out: int, eps: float, spec: NeuronSpec, steps: int,
-                     fused: bool, spike_input: bool = False):
-            super().__init__()
-            self.linear = nn.Linear(d_in, d_out)
-            self.norm = nn.LayerNorm(d_out, eps=eps)
-            self.neuron = PlainLIF(spec, steps, fused)
-            self.bool_spikes = fused and spike_input
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.bool_spikes:
-                return self.neuron(self.norm(spike_linear(x, self.linear.weight,
-                                                          self.linear.bias)))
-            return self.neuron(self.norm(self.linear(x)))
-
-    class _Attention(nn.Module):
-        def __init__(self, c: SpikformerConfig, fused: bool):
-            super().__init__()
-            d, eps, steps = c.hidden_size, c.norm_eps, c.time_steps
-            self.query = _Projection(d, d, eps, c.neuron, steps, fused)
-            self.key = _Projection(d, d, eps, c.neuron, steps, fused)
-            self.value = _Projection(d, d, eps, c.neuron, steps, fused)
-            self.attention_neuron = PlainLIF(c.attention_neuron, steps, fused)
-            self.output = _Projection(d, d, eps, c.neuron, steps, fused, spike_input=True)
-            self.heads, self.scale, self.masked = c.num_heads, c.attention_scale, c.padding_mask
-            self.fused = fused
-
-        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            q, k, v = self.query(x), self.key(x), self.value(x)
-            tb, length, width = q.shape
-            q, k, v = (t.reshape(tb, length, self.heads, width // self.heads).transpose(1, 2)
-                       for t in (q, k, v))
-            if self.masked:
-                keep = mask.to(k.dtype)[:, None, :, None]
-                k, v = k * keep, v * keep
-            if self.fused:
-                y = spike_attention(q, k, v, self.scale)
-            elif length > width // self.heads:
-                y = q @ (k.transpose(-2, -1) @ v) * self.scale
-            else:
-                y = (q @ k.transpose(-2, -1)) @ v * self.scale
-            y = y.transpose(1, 2).reshape(tb, length, width)
-            return self.output(self.attention_neuron(y))
-
-    class _Block(nn.Module):
-        def __init__(self, c: SpikformerConfig, fused: bool):
-            super().__init__()
-            self.attention = _Attention(c, fused)
-            self.mlp = nn.Module()
-            self.mlp.fc1 = _Projection(c.hidden_size, c.mlp_hidden_size, c.norm_eps, c.neuron,
-                                       c.time_steps, fused)
-            self.mlp.fc2 = _Projection(c.mlp_hidden_size, c.hidden_size, c.norm_eps, c.neuron,
-                                       c.time_steps, fused, spike_input=True)
-
-        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            x = x + self.attention(x, mask)
-            return x + self.mlp.fc2(self.mlp.fc1(x))
-
-    class HandwrittenSpikformer(nn.Module):
-        """SpikeBERT's Spikformer written directly in PyTorch: ``forward(ids, mask) -> logits``.
-
-        Same computation, in the same floating-point order, and the same parameter names as
-        :class:`neurolang.Spikformer` (without the distillation taps), so it loads that model's
-        ``state_dict`` (:meth:`load_from`) and returns the same logits. LayerNorm models only.
-        ``fused``: the kernels of the ``torch`` backend (fused LIF, spikes kept as
-        ``torch.bool`` for backward), else the stepwise :class:`PlainLIF` and plain products.
-        LIF models only (binary spikes).
-        """
-
-        def __init__(self, config: SpikformerConfig, fused: bool = True):
-            super().__init__()
-            if config.norm != "layer":
-                raise ValueError("the hand-written baseline implements LayerNorm models only")
-            if {config.neuron.kind, config.attention_neuron.kind} != {"lif"}:
-                raise ValueError("the hand-written baseline implements LIF models only")
-            self.config = c = config
-            self.embedding = nn.Embedding(c.vocab_size, c.hidden_size)
-            if c.position_embedding:
-                self.position = nn.Module()
-                self.position.weight = nn.Parameter(torch.empty(c.max_length, c.hidden_size))
-            self.blocks = nn.ModuleList(_Block(c, fused) for _ in range(c.depth))
-            self.head = nn.Module()
-            self.head.norm = nn.LayerNorm(c.hidden_size, eps=c.norm_eps)
-            self.head.classifier = nn.Linear(c.hidden_size, c.num_labels)
-
-        def load_from(self, model: nn.Module) -> HandwrittenSpikformer:
-            """Load the weights of a neurolang Spikformer (strict, its taps aside)."""
-            state = {k: v for k, v in model.state_dict().items() if not k.startswith("taps.")}
-            self.load_state_dict(state, strict=True)
-            return self
-
-        def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            c = self.config
-            steps = c.time_steps
-            mask = attention_mask.unsqueeze(0).expand(steps, *attention_mask.shape)
-            mask = mask.reshape(-1, attention_mask.shape[-1])
-            x = self.embedding(ids)
-            if c.position_embedding:
-                x = x + self.position.weight[: x.shape[1]]
-            if c.encoding == "heaviside":
-                n = c.neuron
-                x = spike(x, n.surrogate, n.surrogate_alpha, n.threshold_comparison)
-            x = x.unsqueeze(0).expand(steps, *x.shape).reshape(-1, *x.shape[1:])
-            for block in self.blocks:
-                x = block(x, mask)
-            x = self.head.norm(x)
-            if c.padding_mask:
-                weights = mask.to(x.dtype).unsqueeze(-1)
-                x = (x * weights).sum(1) / weights.sum(1).clamp(min=1)
-            else:
-                x = x.mean(1)
-            logits = self.head.classifier(x)
-            return logits.reshape(steps, -1, logits.shape[-1]).mean(0)
-    for cls in (HandwrittenSpikformer, PlainLIF):
-        cls.__qualname__ = cls.__name__
-    return types.SimpleNamespace(HandwrittenSpikformer=HandwrittenSpikformer, PlainLIF=PlainLIF)
-
-
-def __getattr__(name: str):
-    if name in ("HandwrittenSpikformer", "PlainLIF"):
-        return getattr(_classes(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,10 +151,9 @@ def build_variants(config: SpikformerConfig, backends: list[str], baseline: bool
 
     from neurolang.backends import compile as compile_model
     from neurolang.backends import get_backend
+    from neurolang.bench.handwritten import HandwrittenSpikformer as Handwritten
     from neurolang.models import build_model
     from neurolang.primitives import SpikingNeuron
-
-    Handwritten = _classes().HandwrittenSpikformer
     for name in backends:
         get_backend(name)  # unknown or not installed: BackendError now, not halfway
     torch.manual_seed(seed)
@@ -550,101 +357,3 @@ def _ratios(variants: dict[str, Variant], kind: str) -> dict[str, dict[str, floa
     return out
 
 
-def print_table(result: dict[str, Any], console=None) -> None:
-    """The result as a table (rich if a console is given, else plain text)."""
-    head = (f"{result['preset']} on {result['device']}: batch {result['batch_size']} x "
-            f"{result['length']} tokens, T={result['time_steps']}, {result['threads']} threads, "
-            f"median of {result['repeats']} (warm-up {result['warmup']}), torch "
-            f"{result['torch_version']}")
-    columns = ["variant", "neuron", "train step s", "train samples/s", "train tokens/s",
-               "infer samples/s", "infer tokens/s", "train peak MiB", "infer peak MiB",
-               "train / handwritten", "infer / handwritten"]
-
-    def num(value, fmt):
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
-            else format(value, fmt)
-
-    lines = [[r["variant"], r["neuron"], num(r["train_step_s"], ".3f"),
-              num(r["train_samples_per_s"], ".2f"), num(r["train_tokens_per_s"], ".0f"),
-              num(r["infer_samples_per_s"], ".2f"), num(r["infer_tokens_per_s"], ".0f"),
-              num(r["train_peak_mib"], ".1f"), num(r["infer_peak_mib"], ".1f"),
-              num(r["train_vs_handwritten"], ".3f"), num(r["infer_vs_handwritten"], ".3f")]
-             for r in result["rows"]]
-    ratio_lines = [
-        f"{phase} {key}: {value:.3f} (by CPU time {result['ratios_cpu_time'][phase][key]:.3f})"
-        for phase in ("train", "infer") for key, value in result["ratios"][phase].items()]
-    target_lines = [f"target {k}: {'met' if v else 'NOT met'}"
-                    for k, v in result["targets"].items()]
-    if console is None:
-        print(head)
-        widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(columns)]
-        print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
-        for line in lines:
-            print("  ".join(x.rjust(w) for x, w in zip(line, widths, strict=True)))
-        print("\n".join(ratio_lines + target_lines))
-        return
-    from rich.table import Table
-
-    table = Table(title=head)
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("variant", "neuron") else "right")
-    for line in lines:
-        table.add_row(*line)
-    console.print(table)
-    for line in ratio_lines + target_lines:
-        console.print(line, highlight=False)
-
-
-# --------------------------------------------------------------------------------------------
-# The command
-
-
-def register(app, fail) -> None:
-    """Add the ``bench`` command to a ``typer.Typer`` app; ``fail(message)`` reports bad input."""
-    import typer
-
-    @app.command()
-    def bench(
-        backends: str = typer.Option("torch,snntorch,norse", help="Comma-separated backends."),
-        preset: str = typer.Option("small", help="Model preset (tiny, small, spikebert)."),
-        device: str = typer.Option("cpu", help="cpu or cuda."),
-        repeats: int = typer.Option(3, help="Timed rounds; figures are their medians."),
-        warmup: int = typer.Option(1, help="Untimed rounds first (kernels compile here)."),
-        batch_size: int | None = typer.Option(None, help="Sequences per batch (preset default)."),
-        length: int | None = typer.Option(None, help="Tokens per sequence (preset default)."),
-        baseline: bool = typer.Option(True, help="Time the hand-written PyTorch network too."),
-        stepwise: bool = typer.Option(True, help="Time the unfused step-by-step neuron too."),
-        threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's)."),
-        dtype: str = typer.Option("float32", help="float32 or float64."),
-        json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
-    ) -> None:
-        """Training and inference throughput and peak memory per backend, side by side, with a
-        hand-written PyTorch baseline and the unfused neuron."""
-        import torch
-        from rich.console import Console
-
-        from neurolang.backends import BackendError
-        from neurolang.config import ConfigError
-
-        console = Console(width=max(Console().width, 160))
-        if threads is not None and threads < 0:
-            fail(f"--threads must be an integer >= 0 (0: torch's default), got {threads}")
-        if threads:
-            torch.set_num_threads(threads)
-        names = [b.strip() for b in backends.split(",") if b.strip()]
-        if json_out:
-            from neurolang.outputs import claim_file
-
-            claim_file(json_out, what="--json")
-        try:
-            result = run_bench(names, preset, device, repeats, warmup, batch_size, length,
-                               baseline, stepwise, dtype,
-                               log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
-        except (BackendError, ConfigError, ValueError) as err:
-            fail(str(err))
-        print_table(result, console)
-        if json_out:
-            from neurolang.outputs import write_text_atomic
-
-            write_text_atomic(json_out, json.dumps(result, indent=2) + "\n")
-            console.print(f"result written to {json_out}")
