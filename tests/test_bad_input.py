@@ -315,12 +315,13 @@ def test_a_finished_run_refuses_another_config(tmp_path, tiny_teacher, tiny_data
 
 def test_a_failed_run_leaves_no_folder_behind(tmp_path, tiny_teacher, tiny_data_dir,
                                               monkeypatch):
-    import neurolang.distill.stages as stages
+    import neurolang.distill.pipeline as pipeline
+    from neurolang.checkpoint import CheckpointError
 
     def broken(*args, **kwargs):
-        raise stages.CheckpointError("the teacher broke")
+        raise CheckpointError("the teacher broke")
 
-    monkeypatch.setattr(stages, "distill", broken)
+    monkeypatch.setattr(pipeline, "distill", broken)
     config = train_config(tmp_path, tiny_teacher, tiny_data_dir)
     out = tmp_path / "run"
     result, text = invoke(["train", "--config", config, "-o", out, "--set",

@@ -40,7 +40,8 @@ def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
     sources, the teachers and the output folder (a dry run of everything that can fail on
     what the user gave)."""
     from neurolang.data import load_task, validate_unlabelled_sources
-    from neurolang.distill.stages import check_run_folder, task_text_source
+    from neurolang.distill.pipeline import check_run_folder
+    from neurolang.distill.stages import task_text_source
     from neurolang.teachers import TeacherError, check_teacher
 
     data_dir = cfg.data.data_dir or None
@@ -79,7 +80,7 @@ def register(app: typer.Typer, fail) -> None:
         set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     ) -> None:
         """The whole pipeline: fine-tune the teacher (unless given), stage 1, stage 2, evaluate."""
-        from neurolang.distill.stages import train_pipeline
+        from neurolang.distill.pipeline import train_pipeline
 
         cfg = _guard(fail, lambda: _load(config, backend, set_))
         _guard(fail, lambda: validate_run(cfg, output, resume=resume, overwrite=overwrite))
