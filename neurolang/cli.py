@@ -182,7 +182,7 @@ def parity(
 
 def _lava_parity(model_config, seed: int, batch_size: int) -> dict:
     """The same model and batch exported to NIR and run in Lava (float), against torch."""
-    from neurolang.export.simulate import (
+    from neurolang.lava.driver import (
         LavaEnvError,
         LavaError,
         LavaModelError,
@@ -213,9 +213,11 @@ def _register_commands() -> None:
     from neurolang.distill import commands as distill_commands
     from neurolang.energy import commands as energy_commands
     from neurolang.export import commands as export_commands
+    from neurolang.lava import commands as lava_commands
 
     distill_commands.register(app, _fail)
     export_commands.register(app, _fail)
+    lava_commands.register(app, _fail)
     energy_commands.register(app, _fail)
     bench.register(app, _fail)
 

@@ -51,7 +51,7 @@ class SpikformerConfig:
         initializer_range: std of the normal init of Linear and Embedding weights.
         norm_eps: epsilon of the norms.
         block: the encoder block. ``"spikformer"`` (SpikeBERT, above); ``"spikelm"`` (SpikeLM,
-            ``neurolang.spikelm``): BERT's post-LayerNorm block with real-valued softmax
+            ``neurolang.models.spikelm``): BERT's post-LayerNorm block with real-valued softmax
             attention and GELU, the input of every Linear spiked by ``neuron``, the context
             ``softmax(Q K^T) V`` spiked by ``attention_neuron``; ``attention_scale`` does not
             apply (the scale is ``1/sqrt(head_dim)``) and ``norm`` must be ``"layer"``.
@@ -235,7 +235,7 @@ PRESETS: dict[str, SpikformerConfig] = {
         position_embedding=True, neuron=_SPIKEBERT_NEURON,
         attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5),
     ),
-    # SpikeLM's block (neurolang.spikelm) at the size of "small": BERT's post-LayerNorm layer,
+    # SpikeLM's block (neurolang.models.spikelm) at the size of "small": BERT's post-LayerNorm layer,
     # softmax attention and GELU kept real-valued, the input of every Linear spiked by
     # SpikeLM's elastic bi-spiking neuron (ternary spikes, amplitudes from the first batch).
     "spikelm-small": SpikformerConfig(

@@ -10,14 +10,13 @@ model's own ``forward`` so that nothing the model computes is missing from the g
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.fx
 from torch import nn
 
+from neurolang.op_table import OpTable  # noqa: F401  (torch-free: the Lava side uses it)
 from neurolang.primitives import Primitive, fold_mask
 
 # tensor operations allowed between primitives, by the name exporters see
@@ -41,36 +40,6 @@ def primitive_ops() -> list[str]:
     ops = {cls.op for _, cls in inspect.getmembers(primitives, inspect.isclass)
            if issubclass(cls, Primitive) and cls is not Primitive}
     return sorted(ops | set(GRAPH_OPS))
-
-
-class OpTable:
-    """One target's rules, keyed by op: ``rules[op]`` handles a node; ``refused[op]`` says
-    why the target cannot take that op. Looking up an op in neither is a bug of the table (a
-    primitive added without its row); looking up a refused one raises ``error`` naming it."""
-
-    def __init__(self, target: str, rules: Mapping[str, Callable[..., Any]],
-                 refused: Mapping[str, str] | None = None,
-                 error: type[Exception] = ValueError):
-        self.target, self.rules, self.error = target, dict(rules), error
-        self.refused = dict(refused or {})
-        both = set(self.rules) & set(self.refused)
-        if both:
-            raise ValueError(f"{target}: ops both handled and refused: {sorted(both)}")
-
-    def __contains__(self, op: str) -> bool:
-        return op in self.rules or op in self.refused
-
-    def __getitem__(self, op: str) -> Callable[..., Any]:
-        if op in self.rules:
-            return self.rules[op]
-        if op in self.refused:
-            raise self.error(f"{self.target} cannot take op {op!r}: {self.refused[op]}")
-        raise self.error(f"{self.target} has no rule for op {op!r} (known: "
-                         f"{', '.join(sorted(self.rules))})")
-
-    def missing(self, ops) -> list[str]:
-        """The ops of ``ops`` this table neither handles nor refuses."""
-        return sorted(op for op in ops if op not in self)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from neurolang.backends import BACKENDS, compile, get_backend
 from neurolang.cli import app
 from neurolang.config import load_model_config, preset
 from neurolang.export import NIRError, export_nir, import_nir, read_nir
+from neurolang.models import Spikformer
 from neurolang.neurons import (
     NeuronSpec,
     elastic_bispike_init_alpha,
@@ -26,7 +27,6 @@ from neurolang.neurons import (
 )
 from neurolang.parity import probe_batch, realistic_init, record_spikes, run_parity
 from neurolang.primitives import SpikingNeuron
-from neurolang.spikformer import Spikformer
 
 ELASTIC = NeuronSpec(kind="elastic_bispike")
 BOTH = {"neuron.kind": "elastic_bispike", "attention_neuron.kind": "elastic_bispike"}
@@ -249,7 +249,7 @@ def test_nir_strict_refuses_and_uninitialised_alpha_is_refused(tmp_path):
 
 
 def test_lava_plan_and_fixed_point_refusal(tmp_path):
-    from neurolang.lava.network import LavaModelError, plan_network
+    from neurolang.lava.plan import LavaModelError, plan_network
 
     model, _, _ = realistic_model(seed=2, batch=6)
     path = export_nir(model, tmp_path / "model.nir")
@@ -260,7 +260,7 @@ def test_lava_plan_and_fixed_point_refusal(tmp_path):
 
 
 def test_lava_float_parity(lava_env, tmp_path):  # noqa: F811
-    from neurolang.export.simulate import compare, simulate_lava, torch_reference
+    from neurolang.lava.driver import compare, simulate_lava, torch_reference
 
     model, ids, mask = realistic_model(seed=2, batch=6)
     path = export_nir(model, tmp_path / "model.nir")

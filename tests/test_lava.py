@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from neurolang.config import preset
 from neurolang.export import export_nir, import_nir, read_nir
-from neurolang.export.simulate import LavaError, compare, simulate_lava, torch_reference
+from neurolang.lava.driver import LavaError, compare, simulate_lava, torch_reference
 from neurolang.lava.env import LavaEnvError, find_python310, is_ready, setup_lava, venv_path
-from neurolang.lava.network import LavaModelError, plan_network
+from neurolang.lava.plan import LavaModelError, plan_network
+from neurolang.models import Spikformer
 from neurolang.parity import probe_batch, realistic_init
-from neurolang.spikformer import Spikformer
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +98,7 @@ def test_lava_fixed_point_agrees_with_float(lava_env, tmp_path):
 
 
 def test_missing_environment_and_unrunnable_models(tmp_path):
-    from neurolang.export.pooled import PooledClassifierConfig, PooledSpikingClassifier
+    from neurolang.models import PooledClassifierConfig, PooledSpikingClassifier
 
     _, path, ids, lengths = tiny_model(tmp_path)
     with pytest.raises(LavaEnvError, match="run `neurolang setup-lava`"):
@@ -129,8 +129,8 @@ def test_setup_lava_is_idempotent(lava_env):
 def test_simulate_command(lava_env, tmp_path, tiny_data_dir):
     transformers = pytest.importorskip("transformers")
     from neurolang.cli import _fail as cli_fail
-    from neurolang.distill.teachers import resolve_teacher_path
-    from neurolang.export.commands import register
+    from neurolang.lava.commands import register
+    from neurolang.teachers import resolve_teacher_path
 
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_teacher_path("default"))

@@ -21,14 +21,14 @@ from neurolang.cli import _fail as cli_fail
 from neurolang.config import preset
 from neurolang.export import NIRError, export_nir, import_nir, read_nir, to_nir
 from neurolang.export.commands import register
-from neurolang.export.nir_format import EXTENSIONS, flatten, read_metadata
-from neurolang.export.pooled import (
+from neurolang.models import (
     PooledClassifierConfig,
     PooledSpikingClassifier,
+    Spikformer,
     calibrate_rates,
 )
+from neurolang.nir import EXTENSIONS, flatten, read_metadata
 from neurolang.parity import probe_batch, realistic_init, record_spikes
-from neurolang.spikformer import Spikformer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def pooled_model(decay_input=True, seed=0, dyadic=False):
     """A realistic strict model. ``dyadic``: every parameter and input on a coarse binary grid
     (and BatchNorm variances with ``var + eps == 1``), so that every operation of every
     library is exact in float32 and float64 and any spike difference is a mapping error."""
-    from neurolang.export.nir_export import _identity_var
+    from neurolang.export.import_rules import _identity_var
 
     neuron = preset("tiny").neuron.replace(decay_input=decay_input)
     config = PooledClassifierConfig(input_size=32, hidden_sizes=(48, 40), num_labels=3,
@@ -343,7 +343,8 @@ def test_inconsistent_shapes_and_structure(good_file, tmp_path):
 
 
 def test_format_module_imports_without_torch():
-    code = ("import sys; import neurolang.export.nir_format, neurolang.lava.network, "
+    code = ("import sys; import neurolang.nir.io, neurolang.nir.nodes, neurolang.nir.flatten, "
+            "neurolang.nir.lif, neurolang.lava.plan, neurolang.lava.network, "
             "neurolang.lava.env, neurolang.lava.run; import neurolang.export; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,

@@ -161,7 +161,7 @@ def test_energy_counting_refuses_with_one_clear_error():
 def test_nir_export_refuses_with_one_clear_error(tmp_path):
     pytest.importorskip("nir")
     from neurolang.export.nir_export import export_nir
-    from neurolang.export.nir_format import NIRError
+    from neurolang.nir import NIRError
 
     model, _, _ = _model(neuron=LIF)
     with pytest.raises(NIRError, match="SpikeLM"):

@@ -24,7 +24,7 @@ from neurolang.energy.records import ModelCounts
 TORCH_SIDE = ("torch", "snntorch", "norse")
 LAVA = "lava"
 
-LAVA_DRIVER = "neurolang.export.simulate.simulate_lava"
+LAVA_DRIVER = "neurolang.lava.driver.simulate_lava"
 
 
 class SimulatorError(RuntimeError):

@@ -1,34 +1,27 @@
-"""Exchange formats: neurolang models as NIR graphs (and back), and the Lava simulation driver.
+"""Exchange formats, the torch side: neurolang models as NIR graphs and back.
 
-The names are imported lazily: ``neurolang.export.nir_format`` (the file format) is
-torch-free and is imported by the Lava side, which runs without torch.
+The names are imported lazily, so that ``import neurolang.export`` does not pull in torch.
+The file format itself is ``neurolang.nir`` (torch-free, shared with the Lava side); the Lava
+simulator is ``neurolang.lava``.
 """
 
-from importlib import import_module
+from neurolang.lazy import lazy_exports
 
 _EXPORTS = {
-    "NIRError": "neurolang.export.nir_format",
-    "read_nir": "neurolang.export.nir_format",
-    "write_nir": "neurolang.export.nir_format",
-    "flatten": "neurolang.export.nir_format",
+    "NIRError": "neurolang.nir.errors",
+    "read_nir": "neurolang.nir.io",
+    "write_nir": "neurolang.nir.io",
+    "flatten": "neurolang.nir.flatten",
     "export_nir": "neurolang.export.nir_export",
     "import_nir": "neurolang.export.nir_export",
     "to_nir": "neurolang.export.nir_export",
     "from_nir_graph": "neurolang.export.nir_export",
-    "PooledClassifierConfig": "neurolang.export.pooled",
-    "PooledSpikingClassifier": "neurolang.export.pooled",
+    "PooledClassifierConfig": "neurolang.models",
+    "PooledSpikingClassifier": "neurolang.models",
     "load_snntorch": "neurolang.export.interop",
     "load_norse": "neurolang.export.interop",
-    "simulate_lava": "neurolang.export.simulate",
-    "LavaError": "neurolang.export.simulate",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'neurolang.export' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -34,7 +34,7 @@ import nir
 import numpy as np
 import torch
 
-from neurolang.export.nir_format import NIRError, extension_types, read_metadata, read_nir
+from neurolang.nir import NIRError, extension_types, read_metadata, read_nir
 
 SNNTORCH_DT = 1e-4
 

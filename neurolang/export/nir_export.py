@@ -1,10 +1,12 @@
-"""Models to NIR files and back (the torch side; the file format is ``nir_format``).
+"""Models to NIR files and back (the torch side; the file format is ``neurolang.nir``).
 
-``export_nir`` walks ``neurolang.graph.trace(model)``: every primitive becomes a standard NIR
-node where NIR can express it exactly, else a ``neurolang.*`` extension node
-(``docs/nir-extensions.md``). ``import_nir`` rebuilds the model from the configuration stored
-in the file and loads every parameter from the nodes, checking the graph's structure against
-the model's own export.
+``to_nir`` walks ``neurolang.graph.trace(model)`` and hands every traced node to its rule,
+``EXPORT_RULES[node.op]`` (``neurolang.export.export_rules``): every primitive becomes a
+standard NIR node where NIR can express it exactly, else a ``neurolang.*`` extension node
+(``docs/nir-extensions.md``). ``from_nir_graph`` rebuilds the model from the configuration
+stored in the file, checks the graph's structure against the model's own export, and loads
+every module's parameters through ``IMPORT_RULES[module.op]``
+(``neurolang.export.import_rules``).
 """
 
 from __future__ import annotations
@@ -19,44 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurolang.export.nir_format import (
-    DEFAULT_DT,
-    FORMAT,
-    FORMAT_VERSION,
-    ElasticBiSpike,
-    Embedding,
-    LayerNorm,
-    NIRError,
-    PositionEmbedding,
-    SpikeAttention,
-    Threshold,
-    TokenMean,
-    extension_types,
-    flatten,
-    lif_parameters,
-    lif_spec,
-    node_type,
-    read_metadata,
-    read_nir,
-    write_nir,
-)
-from neurolang.export.nir_format import LIF as ExtLIF
-from neurolang.export.pooled import PooledClassifierConfig, PooledSpikingClassifier
-from neurolang.graph import trace
-from neurolang.neurons import NeuronSpec
-from neurolang.primitives import Norm, SpikingNeuron
+from neurolang.export.export_rules import EXPORT_RULES, ExportContext, finish_inputs
+from neurolang.export.import_rules import IMPORT_RULES, ImportContext
+from neurolang.graph import Node, trace
+from neurolang.models import PooledClassifierConfig, PooledSpikingClassifier, Spikformer
+from neurolang.nir.errors import NIRError
+from neurolang.nir.flatten import flatten
+from neurolang.nir.io import FORMAT, FORMAT_VERSION, read_metadata, read_nir, write_nir
+from neurolang.nir.lif import DEFAULT_DT
+from neurolang.nir.nodes import SpikeAttention, extension_types, node_type
+from neurolang.primitives import SpikingNeuron
 
 _BLOCK = re.compile(r"^(blocks\.\d+)\.(.+)$")
-_STATIC_OPS = ("input", "embedding", "position_embedding")
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu", torch.float64).numpy().copy()
 
 
 def _model_kind(model: nn.Module) -> str:
-    from neurolang.spikformer import Spikformer
-
     if isinstance(model, Spikformer):
         return "spikformer"
     if isinstance(model, PooledSpikingClassifier):
@@ -65,8 +44,12 @@ def _model_kind(model: nn.Module) -> str:
                    "PooledSpikingClassifier models")
 
 
-def _spec_json(spec: NeuronSpec) -> str:
-    return json.dumps(spec.to_dict(), sort_keys=True)
+def _rule(table, op: str, name: str):
+    """``table[op]``, with the node's name in the error of an op the table refuses."""
+    try:
+        return table[op]
+    except NIRError as err:
+        raise NIRError(f"{name}: {err}") from None
 
 
 def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> nir.NIRGraph:
@@ -80,199 +63,13 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
     if not dt > 0:
         raise NIRError(f"dt must be positive, got {dt}")
     graph = trace(model)
-    tn = graph.nodes
-    consumers: dict[str, list[str]] = {n: [] for n in tn}
-    for node in tn.values():
-        for i in node.inputs:
-            consumers[i].append(node.name)
-
-    nodes: dict[str, nir.NIRNode] = {}
-    edges: list[tuple[str, str]] = []
-    alias: dict[str, str] = {}  # traced node -> NIR node producing its value
-    width: dict[str, int] = {}  # traced node -> features per token
-    folded: set[str] = set()
-    static: set[str] = set()
-    data_inputs: list[str] = []
-    problems: list[str] = []
-    time_mean_of: dict[str, str] = {}
-
-    def connect(src_traced: str, dst: str) -> None:
-        edge = (alias[src_traced], dst)
-        if edge in edges:
-            raise NIRError(f"{dst} takes the same value twice; not expressible as NIR edges")
-        edges.append(edge)
-
-    for node in tn.values():
-        name, op, module = node.name, node.op, node.module
-        data_in = [i for i in node.inputs if tn[i].op != "fold_mask"]
-        if op == "input":
-            if consumers[name] and all(tn[c].op == "fold_mask" for c in consumers[name]):
-                continue  # the padding mask: implicit (a sequence is its real tokens)
-            nodes[name] = None  # shape known once a consumer is seen
-            alias[name] = name
-            data_inputs.append(name)
-            static.add(name)
-        elif op == "fold_mask":
-            continue
-        elif op == "embedding":
-            nodes[name] = Embedding(_np(module.weight))
-            width[name] = module.weight.shape[1]
-            width[data_in[0]] = 1
-            connect(data_in[0], name)
-            alias[name] = name
-            static.add(name)
-            problems.append(f"{name} (neurolang.Embedding: embedding lookup)")
-        elif op == "position_embedding":
-            nodes[name] = PositionEmbedding(_np(module.weight))
-            width[name] = module.weight.shape[1]
-            connect(data_in[0], name)
-            alias[name] = name
-            static.add(name)
-            problems.append(f"{name} (neurolang.PositionEmbedding: position embedding)")
-        elif op == "encode":
-            src = data_in[0]
-            if src not in static:
-                raise NIRError(f"{name}: an encoder after time-dependent layers cannot be "
-                               "exported (the input is repeated at the graph's boundary)")
-            d = width.get(src)
-            if d is None:  # the encoder reads a graph input directly: its width from below
-                d = next(tn[c].module.in_features for c in consumers[name]
-                         if tn[c].op == "linear")
-                width[src] = d
-            width[name] = d
-            if module.encoding == "heaviside":
-                comparison = module.spec.threshold_comparison
-                if comparison == ">":
-                    nodes[name] = nir.Threshold(np.zeros(d))
-                else:
-                    nodes[name] = Threshold(np.zeros(d), comparison)
-                    problems.append(f"{name} (neurolang.Threshold: Heaviside with '>=')")
-                connect(src, name)
-                alias[name] = name
-            else:
-                alias[name] = alias[src]
-        elif op == "linear":
-            w, b = _np(module.weight), (_np(module.bias) if module.bias is not None
-                                        else np.zeros(module.out_features))
-            meta = {}
-            norm_users = [c for c in consumers[name] if tn[c].op == "norm"]
-            if (len(consumers[name]) == 1 and norm_users
-                    and tn[norm_users[0]].module.kind == "batch"):
-                scale, shift = (_np(t) for t in tn[norm_users[0]].module.affine())
-                w, b = w * scale[:, None], b * scale + shift
-                folded.add(norm_users[0])
-                meta["neurolang.folded"] = norm_users[0]
-            nodes[name] = nir.Affine(w, b, metadata=meta)
-            width[name] = module.out_features
-            connect(data_in[0], name)
-            alias[name] = name
-        elif op == "norm":
-            width[name] = module.features
-            if name in folded:
-                alias[name] = alias[data_in[0]]
-                continue
-            if module.kind == "batch":
-                scale, shift = (_np(t) for t in module.affine())
-                nodes[name] = nir.Affine(np.diag(scale), shift,
-                                         metadata={"neurolang.op": "batch_norm"})
-            else:
-                nodes[name] = LayerNorm(_np(module.weight), _np(module.bias),
-                                        np.array([module.eps], dtype=np.float64))
-                problems.append(f"{name} (neurolang.LayerNorm)")
-            connect(data_in[0], name)
-            alias[name] = name
-        elif op == "neuron" and module.kind.amplitude:  # elastic_bispike
-            if not bool(module.alpha_initialized):
-                raise NIRError(f"{name}: its spike amplitudes alpha are not initialised yet "
-                               "(they are set by the model's first forward pass on data)")
-            if module.alpha.shape != (model.config.time_steps,):
-                raise NIRError(f"{name}: alpha has shape {tuple(module.alpha.shape)}, not one "
-                               "value per time step")
-            d = width[data_in[0]]
-            nodes[name] = ElasticBiSpike(
-                _np(module.alpha), np.array([d]),
-                metadata={"neurolang.neuron": _spec_json(module.spec)})
-            problems.append(f"{name} (neurolang.ElasticBiSpike: graded signed spikes)")
-            width[name] = d
-            connect(data_in[0], name)
-            alias[name] = name
-        elif op == "neuron":
-            spec = module.spec
-            if spec.kind != "lif":
-                raise NIRError(f"{name}: neuron kind {spec.kind!r} has no NIR mapping")
-            d = width[data_in[0]]
-            p = lif_parameters(spec.to_dict(), dt, d)
-            meta = {"neurolang.neuron": _spec_json(spec)}
-            if spec.reset == "zero" and spec.threshold_comparison == ">":
-                nodes[name] = nir.LIF(**p, metadata=meta)
-            else:
-                nodes[name] = ExtLIF(p["tau"], p["r"], p["v_leak"], p["v_threshold"],
-                                     spec.reset, spec.threshold_comparison, metadata=meta)
-                problems.append(f"{name} (neurolang.LIF: reset {spec.reset!r}, "
-                                f"comparison {spec.threshold_comparison!r})")
-            width[name] = d
-            connect(data_in[0], name)
-            alias[name] = name
-        elif op == "add":
-            d = width[data_in[0]]
-            if len(data_in) != 2 or width[data_in[1]] != d:
-                raise NIRError(f"{name}: a sum of {len(data_in)} inputs of widths "
-                               f"{[width[i] for i in data_in]}")
-            nodes[name] = nir.Scale(np.ones(d), metadata={"neurolang.op": "add"})
-            for i in data_in:
-                connect(i, name)
-            width[name] = d
-            alias[name] = name
-        elif op == "attention_product":
-            d = width[data_in[0]]
-            operands = [alias[i] for i in data_in]
-            nodes[name] = SpikeAttention(
-                np.array([module.num_heads]), np.array([module.scale], dtype=np.float64),
-                np.array([int(module.masked)]), json.dumps(operands), np.array([d]))
-            for i in data_in:
-                connect(i, name)
-            width[name] = d
-            alias[name] = name
-            problems.append(f"{name} (neurolang.SpikeAttention: (Q K^T) V product of spikes)")
-        elif op == "token_mean":
-            d = width[data_in[0]]
-            nodes[name] = TokenMean(np.array([d]), np.array([int(module.masked)]))
-            connect(data_in[0], name)
-            width[name] = d
-            alias[name] = name
-            problems.append(f"{name} (neurolang.TokenMean: mean over tokens)")
-        elif op == "time_mean":
-            time_mean_of[name] = data_in[0]
-            alias[name] = alias[data_in[0]]
-            width[name] = width[data_in[0]]
-        else:
-            raise NIRError(f"{name}: primitive {op!r} has no NIR mapping")
-
-    for name, src in time_mean_of.items():
-        if any(c for c in consumers[name]):
-            raise NIRError(f"{name}: a mean over time can only be the model's output "
-                           "(it becomes the output's readout)")
-        del src
-    for name in data_inputs:
-        shape = [width[name]]
-        is_ids = any(tn[c].op == "embedding" for c in consumers[name])
-        nodes[name] = nir.Input(np.array(shape), metadata={
-            "neurolang.input": "token_ids" if is_ids else "features"})
-    # One Output per source node (nirtorch-based importers take a single output): the
-    # per-step values, with the mean over time as the readout when the model has one.
-    by_source: dict[str, dict[str, str]] = {}
-    for key, traced in graph.outputs.items():
-        kind_of = "time_mean" if traced in time_mean_of else "per_step"
-        by_source.setdefault(alias[traced], {})[kind_of] = key
-    for source, keys in by_source.items():
-        name = keys.get("time_mean", keys.get("per_step"))
-        meta = {"neurolang.readout": "time_mean" if "time_mean" in keys else "per_step"}
-        if "time_mean" in keys and "per_step" in keys:
-            meta["neurolang.per_step_output"] = keys["per_step"]
-        nodes[name] = nir.Output(np.array([next(width[t] for t in graph.outputs.values()
-                                                if alias[t] == source)]), metadata=meta)
-        edges.append((source, name))
-
+    ctx = ExportContext(graph, dt, model.config.time_steps)
+    for node in graph.nodes.values():
+        _rule(EXPORT_RULES, node.op, node.name)(ctx, node)
+    finish_inputs(ctx)
+    _rule(EXPORT_RULES, "output", "output")(
+        ctx, Node("output", "output", list(graph.outputs.values())))
+    problems = ctx.problems
     if strict and problems:
         raise NIRError(
             f"strict NIR export refused: {len(problems)} layer(s) need neurolang extension "
@@ -296,6 +93,7 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
         "threshold_comparison": ",".join(sorted({s.threshold_comparison for s in specs})),
         "neurolang.strict": int(not problems),
     }
+    nodes, edges = ctx.nodes, ctx.edges
     root = _nest(nodes, edges) if kind == "spikformer" else (nodes, edges)
     out = nir.NIRGraph(nodes=root[0], edges=root[1], metadata=metadata, type_check=False)
     metadata["neurolang.extensions"] = json.dumps(extension_types(out))
@@ -374,26 +172,14 @@ def export_nir(model: nn.Module, path: str | Path, strict: bool = False,
     return write_nir(to_nir(model, strict=strict, dt=dt), path)
 
 
+
 # --------------------------------------------------------------------------------------------
 # Import
-
-
-def _identity_var(eps: float) -> float:
-    """A running variance with ``var + eps == 1`` exactly (float64 and float32)."""
-    v = 1.0 - eps
-    for _ in range(64):
-        s64 = v + eps
-        s32 = float(np.float32(v) + np.float32(eps))
-        if s64 == 1.0 and s32 == 1.0:
-            return v
-        v = np.nextafter(v, 2.0) if s64 < 1.0 else np.nextafter(v, 0.0)
-    return 1.0 - eps
 
 
 def build_model(meta: dict[str, Any]) -> nn.Module:
     """An (uninitialised) model of the kind and configuration a file's metadata names."""
     from neurolang.config import ConfigError, SpikformerConfig
-    from neurolang.spikformer import Spikformer
 
     kind, config = meta.get("neurolang.model"), dict(meta["config"])
     try:
@@ -418,81 +204,11 @@ def from_nir_graph(graph: nir.NIRGraph, dtype: torch.dtype = torch.float64) -> n
     flat = flatten(graph)
     expected = flatten(to_nir(model, dt=meta["dt"]))
     _same_structure(flat, expected)
-    dt = float(meta["dt"])
-    folded = {}
-    for name, node in flat.nodes.items():
-        if isinstance(node, nir.Affine) and "neurolang.folded" in (node.metadata or {}):
-            folded[node.metadata["neurolang.folded"]] = name
-
-    def tensor(arr, like: torch.Tensor, what: str) -> torch.Tensor:
-        arr = np.asarray(arr, dtype=np.float64)
-        if tuple(arr.shape) != tuple(like.shape):
-            raise NIRError(f"{what}: shape {list(arr.shape)} in the file, the model's "
-                           f"configuration needs {list(like.shape)}")
-        if not np.all(np.isfinite(arr)):
-            raise NIRError(f"{what}: not finite")
-        return torch.from_numpy(arr.copy()).to(like.dtype)
-
-    def identity(norm: Norm) -> None:
-        norm.weight.fill_(1.0)
-        norm.bias.fill_(0.0)
-        norm.running_mean.fill_(0.0)
-        norm.running_var.fill_(_identity_var(norm.eps))
-
+    ctx = ImportContext(flat, float(meta["dt"]))
     for name, module in model.named_modules():
-        node = flat.nodes.get(name)
         op = getattr(module, "op", None)
-        if op in ("embedding", "position_embedding"):
-            module.weight.copy_(tensor(node.weight, module.weight, name))
-        elif op == "linear":
-            module.weight.copy_(tensor(node.weight, module.weight, f"{name}.weight"))
-            module.bias.copy_(tensor(node.bias, module.bias, f"{name}.bias"))
-        elif op == "norm":
-            if module.kind == "batch" and name in folded:
-                identity(module)
-            elif module.kind == "batch":
-                w = np.asarray(node.weight)
-                if not np.array_equal(w, np.diag(np.diag(w))):
-                    raise NIRError(f"{name}: a BatchNorm must be a diagonal Affine")
-                identity(module)
-                module.weight.copy_(tensor(np.diag(w), module.weight, f"{name}.weight"))
-                module.bias.copy_(tensor(node.bias, module.bias, f"{name}.bias"))
-            else:
-                if float(np.asarray(node.eps).reshape(-1)[0]) != module.eps:
-                    raise NIRError(f"{name}: eps {float(node.eps[0])} differs from the "
-                                   f"configuration's {module.eps}")
-                module.weight.copy_(tensor(node.weight, module.weight, f"{name}.weight"))
-                module.bias.copy_(tensor(node.bias, module.bias, f"{name}.bias"))
-        elif op == "neuron" and module.kind.amplitude:
-            want = module.spec
-            text = (node.metadata or {}).get("neurolang.neuron")
-            try:
-                found = json.loads(text) if isinstance(text, str) else None
-            except json.JSONDecodeError:
-                found = None
-            if not isinstance(found, dict) or found.get("kind") != want.kind:
-                raise NIRError(f"{name}: the file's neurolang.neuron metadata does not describe "
-                               f"the configured {want.kind} neuron")
-            alpha = np.asarray(node.alpha, dtype=np.float64)
-            if alpha.shape != tuple(module.alpha.shape):
-                raise NIRError(f"{name}: {alpha.size} spike amplitudes in the file, the model "
-                               f"has {module.time_steps} time steps")
-            module.alpha.copy_(tensor(alpha, module.alpha, f"{name}.alpha"))
-        elif op == "neuron":
-            spec = lif_spec(node, dt, name)
-            want = module.spec
-            same = (np.isclose(spec["beta"], want.beta, rtol=1e-12, atol=0)
-                    and spec["v_threshold"] == want.v_threshold
-                    and spec["decay_input"] == want.decay_input
-                    and spec["reset"] == want.reset
-                    and spec["threshold_comparison"] == want.threshold_comparison)
-            if not same:
-                raise NIRError(f"{name}: the LIF in the file ({spec}) is not the configured "
-                               f"neuron ({want})")
-        elif op == "attention_product":
-            if (int(node.num_heads[0]) != module.num_heads or float(node.scale[0]) != module.scale
-                    or bool(node.masked[0]) != module.masked):
-                raise NIRError(f"{name}: attention parameters differ from the configuration")
+        if op is not None:  # a primitive (containers have no op)
+            _rule(IMPORT_RULES, op, name)(ctx, name, module, flat.nodes.get(name))
     model.eval()
     return model
 
@@ -536,3 +252,4 @@ def import_nir(path: str | Path, backend: str = "torch",
 
     model = from_nir_graph(read_nir(path), dtype=dtype)
     return compile_model(model, backend).to(dtype)
+

@@ -1,11 +1,16 @@
-"""The Lava side: neurolang models simulated in Lava (lava-nc 0.10.0, Python 3.10).
+"""The Lava simulator: neurolang models simulated in Lava (lava-nc 0.10.0, Python 3.10).
 
-Runs in its own environment, ``.venv-lava`` (``neurolang setup-lava``), which has no torch:
-nothing in this package imports torch or the torch side of neurolang. The main environment
-drives it through files and a subprocess (``neurolang.export.simulate``):
+Lava runs in its own environment, ``.venv-lava`` (``neurolang setup-lava``), which has no
+torch. The Lava side (``plan``, ``quantise``, ``network``, ``processes``, ``run``) imports
+neither torch nor the torch side of neurolang; it reads model files through the torch-free
+``neurolang.nir``. The main environment drives it through files and a subprocess:
 
 - ``neurolang.lava.env``: create and locate the environment (stdlib only);
-- ``neurolang.lava.network``: a NIR graph as a plan of Lava processes, and the network;
-- ``neurolang.lava.processes``: neurolang's own Lava processes;
-- ``python -m neurolang.lava.run``: the runner the driver calls.
+- ``neurolang.lava.plan``: a NIR graph as a plan of Lava processes (numpy only), one rule per
+  node type; ``neurolang.lava.quantise``: its fixed-point scales;
+- ``neurolang.lava.network``: the Lava network of a plan; ``neurolang.lava.processes``:
+  neurolang's own Lava processes;
+- ``python -m neurolang.lava.run``: the runner the driver calls;
+- ``neurolang.lava.driver`` (main environment): runs the runner, the torch reference and the
+  comparison; ``neurolang.lava.commands``: the ``setup-lava`` and ``simulate`` commands.
 """

@@ -126,7 +126,8 @@ def setup_lava(venv: str | os.PathLike | None = None, force: bool = False,
     check = subprocess.run(
         [str(venv_python(venv)), "-c",
          "import lava.magma.core.run_configs, nir, h5py, numpy, sys; "
-         "import neurolang.lava.network, neurolang.export.nir_format; "
+         "import neurolang.lava.plan, neurolang.lava.network, neurolang.lava.processes, "
+         "neurolang.nir; "
          "assert 'torch' not in sys.modules, 'torch was imported on the Lava side'"],
         capture_output=True, text=True)
     if check.returncode != 0:

@@ -25,8 +25,10 @@ def _progress(done: int, total: int) -> None:
 
 def run(nir_path: str, inputs: str, out: str, fixed_point: bool = False,
         exact_lif: bool = False, chunk: int = 32, progress: bool = True) -> dict:
-    from neurolang.export.nir_format import NIRError, read_metadata, read_nir
-    from neurolang.lava.network import LavaNetwork, plan_network
+    from neurolang.lava.network import LavaNetwork
+    from neurolang.lava.plan import plan_network
+    from neurolang.nir.errors import NIRError
+    from neurolang.nir.io import read_metadata, read_nir
 
     start = time.perf_counter()
     graph = read_nir(nir_path)
@@ -94,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=32, help="samples per Lava run call")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    from neurolang.export.nir_format import NIRError
-    from neurolang.lava.network import LavaModelError
+    from neurolang.lava.plan import LavaModelError
+    from neurolang.nir.errors import NIRError
 
     try:
         run(args.nir, args.inputs, args.out, fixed_point=args.fixed_point,

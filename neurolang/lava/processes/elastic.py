@@ -20,10 +20,10 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from neurolang.lava.processes.layers import _Scheduled, _ScheduledModel
+from neurolang.lava.processes.schedule import ScheduledModel, ScheduledProcess
 
 
-class ElasticBiSpike(_Scheduled):
+class ElasticBiSpike(ScheduledProcess):
     """A population of elastic bi-spiking neurons over ``shape = (L, D)`` token slots.
 
     ``alpha``: (time_steps,) spike amplitudes, one per step of a sample.
@@ -42,7 +42,7 @@ class ElasticBiSpike(_Scheduled):
 @implements(proc=ElasticBiSpike, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class ElasticBiSpikeFloat(_ScheduledModel):
+class ElasticBiSpikeFloat(ScheduledModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     carry: np.ndarray = LavaPyType(np.ndarray, float)

@@ -1,5 +1,6 @@
 """Driving the Lava simulation from the main (torch) environment.
 
+Runs on the torch side but imports torch only inside ``torch_reference`` and ``lava_parity``.
 ``simulate_lava`` writes the token ids to a temporary ``.npz``, runs ``python -m
 neurolang.lava.run`` in the Lava environment (``.venv-lava``, Python 3.10, no torch), shows
 its progress, and reads back the JSON summary: spike counts per population, sample and step,
@@ -21,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from neurolang.export.nir_format import NIRError, read_metadata, read_nir
 from neurolang.lava.env import LavaEnvError, require_lava, subprocess_env
-from neurolang.lava.network import LavaModelError, plan_network
+from neurolang.lava.plan import LavaModelError, plan_network
+from neurolang.nir.errors import NIRError
+from neurolang.nir.io import read_metadata, read_nir
 
 
 class LavaError(RuntimeError):
@@ -75,7 +77,7 @@ def simulate_lava(
     """Run every sample of ``ids``/``lengths`` through the NIR model in Lava.
 
     Raises :class:`~neurolang.lava.env.LavaEnvError` if ``.venv-lava`` is missing (run
-    ``neurolang setup-lava``), :class:`~neurolang.lava.network.LavaModelError` for a model
+    ``neurolang setup-lava``), :class:`~neurolang.lava.plan.LavaModelError` for a model
     Lava cannot run (checked here, before starting Lava), :class:`LavaError` if the runner
     fails.
     """
@@ -229,11 +231,11 @@ def lava_parity(config, seed: int = 0, batch_size: int = 4, fixed_point: bool = 
     import torch
 
     from neurolang.export.nir_export import export_nir
+    from neurolang.models import build_model
     from neurolang.parity import probe_batch, realistic_init
-    from neurolang.spikformer import Spikformer
 
     torch.manual_seed(seed)
-    model = Spikformer(config).to(torch.float64).eval()
+    model = build_model(config).to(torch.float64).eval()
     ids, mask, _ = probe_batch(config, batch_size, seed)
     realistic_init(model, ids, mask, seed)
     ids_np, lengths = ids.numpy(), mask.sum(1).numpy()

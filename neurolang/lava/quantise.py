@@ -1,0 +1,97 @@
+"""Fixed point: 8-bit weights, power-of-two current scales, the limits of Lava's bit-accurate
+models (numpy only; ``docs/lava.md``, "Fixed point").
+
+Token-wise layers (neurolang's ``TokenDense``): one weight scale per output feature,
+``w_scale = max|W_row| / 127``, undone on the integer accumulator before the norm; the
+classifier, in Lava's own ``Dense``, one scale in its mixed-sign format (even values in
+[-254, 254]). Currents: a power-of-two ``a_scale`` from a bound on the layer's output
+(``|current| * a_scale <= 2^16``, ``v_threshold * a_scale <= 2^16``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+CURRENT_LIMIT = 2 ** 16  # |a_in| and vth (17-bit) budget of Lava's bit-accurate LIF
+STREAM_LIMIT = 2 ** 23  # graded spikes of the residual stream: 24-bit signed payloads
+POOLED_LIMIT = 2 ** 15
+
+
+def pow2_floor(x: float) -> float:
+    """The largest power of two not above ``x``."""
+    return 2.0 ** math.floor(math.log2(x))
+
+
+def summary(value) -> float | dict[str, float]:
+    """A quantisation parameter for the report: a number, or a per-feature array's range."""
+    if np.ndim(value) == 0:
+        return float(value)
+    return {"min": float(np.min(value)), "max": float(np.max(value))}
+
+
+def _int8(weight: np.ndarray) -> tuple[np.ndarray, float]:
+    """8-bit weights with one scale for the whole matrix (Lava ``Dense``)."""
+    top = float(np.max(np.abs(weight)))
+    scale = top / 127.0 if top > 0 else 1.0
+    return np.clip(np.rint(weight / scale), -127, 127).astype(np.int32), scale
+
+
+def _int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit weights with one scale per output feature (row): ``max|W_row| / 127``."""
+    top = np.max(np.abs(weight), axis=1)
+    scale = np.where(top > 0, top / 127.0, 1.0)
+    return np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int32), scale
+
+
+def quantise_dense(name, params, x_bound, x_scale, spec, fail) -> dict:
+    """A token-wise dense layer's integer weights and scales (``fail(name, why)`` if it cannot
+    run in fixed point): its input has bound ``x_bound`` and ``x_scale`` units per 1.0, and
+    it feeds Lava's LIF of specification ``spec``."""
+    if spec is None:
+        fail(name, "fixed point needs Lava's LIF after each dense layer")
+    if not math.isfinite(x_bound):
+        fail(name, "fixed point needs a bounded input stream")
+    w_q, w_scale = _int8_rows(params["weight"])
+    if float(np.max(np.abs(w_q).sum(1))) * x_bound * x_scale >= 2.0 ** 53:
+        fail(name, "its integer accumulator would exceed 2^53")
+    if params["layer_norm"] is not None:
+        g, b, _ = params["layer_norm"]
+        d = params["weight"].shape[0]
+        top = math.sqrt(max(d - 1, 1)) * float(np.max(np.abs(g))) + float(np.max(np.abs(b)))
+    else:
+        top = float(np.max(np.abs(params["weight"]).sum(1) * x_bound + np.abs(params["bias"])))
+    top = max(top * params["gain"], 1e-12)
+    a_scale = pow2_floor(min(CURRENT_LIMIT / spec["v_threshold"], CURRENT_LIMIT / top))
+    return {"weight": w_q, "quant": {"w_scale": w_scale, "x_scale": x_scale,
+                                     "a_scale": a_scale, "a_limit": CURRENT_LIMIT}}
+
+
+def quantise_readout(params, cparams, x_bound, fail, name) -> None:
+    """The pooled vector's scale (into ``params``) and the classifier's weights in Lava
+    ``Dense``'s mixed-sign format with the scale that undoes both (into ``cparams``)."""
+    if params["layer_norm"] is not None:
+        g, b, _ = params["layer_norm"]
+        d = params["features"]
+        top = math.sqrt(max(d - 1, 1)) * float(np.max(np.abs(g))) + float(np.max(np.abs(b)))
+    elif params["affine"] is not None:
+        w, b = params["affine"]
+        if not math.isfinite(x_bound):
+            fail(name, "fixed point needs an integer input stream")
+        top = float(np.max(np.abs(w).sum(1) * x_bound + np.abs(b)))
+    else:
+        if not math.isfinite(x_bound):
+            fail(name, "fixed point needs an integer input stream")
+        top = x_bound
+    weight = cparams["weight"]
+    q, c_scale = _int8(weight)
+    q = 2 * q  # Lava Dense, mixed sign: even values in [-256, 254] (its lowest bit is dropped)
+    c_scale /= 2.0
+    row = max(float(np.max(np.abs(q).sum(1))), 1.0)
+    p_limit = min(POOLED_LIMIT, (2 ** 31 - 1) / row)
+    p_scale = pow2_floor(min(p_limit / max(top, 1e-12), 2.0 ** 20))
+    params["quant"] = {"a_scale": p_scale, "a_limit": p_limit}
+    cparams["weight"] = q
+    cparams["out_scale"] = c_scale / p_scale
+    cparams["quant"] = {"w_scale": c_scale, "p_scale": p_scale}

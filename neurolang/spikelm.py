@@ -1,2 +1,0 @@
-from neurolang.models.spikelm import *  # noqa: F401,F403  (moving: removed at the end)
-from neurolang.models.spikelm import SpikeLM  # noqa: F401
