@@ -24,7 +24,8 @@ from torch import nn
 from neurolang.export.export_rules import EXPORT_RULES, ExportContext, finish_inputs
 from neurolang.export.import_rules import IMPORT_RULES, ImportContext
 from neurolang.graph import Node, trace
-from neurolang.models import PooledClassifierConfig, PooledSpikingClassifier, Spikformer
+from neurolang.models import PooledClassifierConfig, PooledSpikingClassifier, SpikingClassifier
+from neurolang.models import build_model as build_family
 from neurolang.nir.errors import NIRError
 from neurolang.nir.flatten import flatten
 from neurolang.nir.io import FORMAT, FORMAT_VERSION, read_metadata, read_nir, write_nir
@@ -36,12 +37,14 @@ _BLOCK = re.compile(r"^(blocks\.\d+)\.(.+)$")
 
 
 def _model_kind(model: nn.Module) -> str:
-    if isinstance(model, Spikformer):
+    """``spikformer`` for every token-level family (its config's ``block`` says which),
+    ``pooled_classifier``; a family whose ops have no NIR rule is refused op by op."""
+    if isinstance(model, SpikingClassifier):
         return "spikformer"
     if isinstance(model, PooledSpikingClassifier):
         return "pooled_classifier"
-    raise NIRError(f"cannot export a {type(model).__name__}: neurolang exports Spikformer and "
-                   "PooledSpikingClassifier models")
+    raise NIRError(f"cannot export a {type(model).__name__}: neurolang exports its model "
+                   "families (neurolang.models) only")
 
 
 def _rule(table, op: str, name: str):
@@ -63,6 +66,10 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
     if not dt > 0:
         raise NIRError(f"dt must be positive, got {dt}")
     graph = trace(model)
+    refused = {n.op: n.name for n in graph.nodes.values() if n.op in EXPORT_RULES.refused}
+    if refused:  # every op the file cannot hold, named at once, before any rule runs
+        raise NIRError(f"cannot export this {type(model).__name__}: " + "; ".join(
+            f"{name}: {EXPORT_RULES.refused[op]}" for op, name in sorted(refused.items())))
     ctx = ExportContext(graph, dt, model.config.time_steps)
     for node in graph.nodes.values():
         _rule(EXPORT_RULES, node.op, node.name)(ctx, node)
@@ -185,7 +192,7 @@ def build_model(meta: dict[str, Any]) -> nn.Module:
     try:
         if kind == "spikformer":
             config["representation_taps"] = False
-            return Spikformer(SpikformerConfig.from_dict(config))
+            return build_family(SpikformerConfig.from_dict(config))
         if kind == "pooled_classifier":
             return PooledSpikingClassifier(PooledClassifierConfig.from_dict(config))
     except (ConfigError, ValueError, TypeError) as err:
