@@ -23,13 +23,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from neurolang.config import ConfigError, SpikformerConfig
+from neurolang.errors import NeurolangError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "neurolang-spikformer"  # the token-level families' (neurolang.models.base.FORMAT)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NeurolangError, ValueError):
     """A model folder is missing, malformed, or does not match the model asked for."""
 
 

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from neurolang.errors import reported
+
 console = Console(width=max(Console().width, 120))
 
 
@@ -35,37 +37,21 @@ def os_error_message(err: OSError) -> str:
     return f"{where.strip() or 'a file'}: {reason}{hint}"
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Every error a user's input can cause: each becomes one line and exit code 2."""
-    from neurolang.config import ConfigError
-    from neurolang.outputs import OutputError
-
-    errors: list[type[BaseException]] = [ConfigError, OutputError, ValueError]
-    for module, names in (("neurolang.backends", ("BackendError",)),
-                          ("neurolang.distill.trainer", ("TrainingError",)),
-                          ("neurolang.lava.env", ("LavaEnvError",))):
-        try:
-            imported = __import__(module, fromlist=list(names))
-        except ImportError:  # pragma: no cover - an optional part is not installed
-            continue
-        errors += [getattr(imported, n) for n in names]
-    return tuple(errors)
-
-
 def guarded(command):
     """Run a command so that bad input ends in one line, never a traceback: the project's
-    errors and ``OSError`` (an unreadable file, a read-only folder, a folder for a file)."""
+    errors (:class:`~neurolang.errors.NeurolangError`, and ``ValueError``) and ``OSError``
+    (an unreadable file, a read-only folder, a folder for a file). The one place the
+    ``neurolang`` command catches them."""
+    reporting = reported(_fail)(command)
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            return reporting(*args, **kwargs)
         except OSError as err:
             _fail(os_error_message(err))
         except KeyboardInterrupt:
             _fail("interrupted; a training run continues with --resume", code=130)
-        except user_errors() as err:
-            _fail(str(err) or type(err).__name__)
 
     return run
 
@@ -140,8 +126,6 @@ def parity(
     """Same weights, same tokens: compare every spike of every population across backends."""
     import torch
 
-    from neurolang.backends import BackendError
-    from neurolang.config import ConfigError
     from neurolang.parity import print_report, run_parity
 
     dtypes = {"float64": torch.float64, "float32": torch.float32}
@@ -158,12 +142,9 @@ def parity(
     names = [n for n in names if n != "lava"]
     if with_lava and dtype != "float64":
         _fail("the lava comparison runs in float64 only")
-    try:
-        model_config = _model_config(config, preset, set_)
-        report = run_parity(model_config, names, seed=seed, dtype=dtypes[dtype],
-                            batch_size=batch_size)
-    except (ConfigError, BackendError) as err:
-        _fail(str(err))
+    model_config = _model_config(config, preset, set_)
+    report = run_parity(model_config, names, seed=seed, dtype=dtypes[dtype],
+                        batch_size=batch_size)
     print_report(report, console)
     result = report.to_dict()
     mismatches = report.total_mismatches
@@ -182,18 +163,9 @@ def parity(
 
 def _lava_parity(model_config, seed: int, batch_size: int) -> dict:
     """The same model and batch exported to NIR and run in Lava (float), against torch."""
-    from neurolang.lava.driver import (
-        LavaEnvError,
-        LavaError,
-        LavaModelError,
-        NIRError,
-        lava_parity,
-    )
+    from neurolang.parity_lava import lava_parity
 
-    try:
-        lava = lava_parity(model_config, seed=seed, batch_size=batch_size)
-    except (LavaEnvError, LavaError, LavaModelError, NIRError) as err:
-        _fail(str(err))
+    lava = lava_parity(model_config, seed=seed, batch_size=batch_size)
     table = Table(title="Lava (floating point) against the torch backend: spike counts per "
                         "sample and step")
     for column in ("population", "torch spikes", "lava spikes", "count mismatches"):

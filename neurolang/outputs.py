@@ -17,8 +17,10 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from neurolang.errors import NeurolangError
 
-class OutputError(ValueError):
+
+class OutputError(NeurolangError, ValueError):
     """An output path a user gave cannot or may not be written."""
 
 

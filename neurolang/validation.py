@@ -12,8 +12,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from neurolang.errors import NeurolangError
 
-class ConfigError(ValueError):
+
+class ConfigError(NeurolangError, ValueError):
     """A configuration value or file a user gave is wrong."""
 
 

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "neurolang"
 # the core: configuration, neurons, primitives, model families; knows nothing above it
 CORE = ("neurolang.config", "neurolang.validation", "neurolang.neurons", "neurolang.surrogate",
         "neurolang.spikes", "neurolang.primitives", "neurolang.graph", "neurolang.models",
-        "neurolang.lazy", "neurolang.seeding", "neurolang.op_table", "neurolang.metrics")
+        "neurolang.lazy", "neurolang.seeding", "neurolang.op_table", "neurolang.metrics",
+        "neurolang.errors")
 ABOVE_THE_CORE = ("neurolang.backends", "neurolang.distill", "neurolang.export",
                   "neurolang.lava", "neurolang.energy", "neurolang.nir", "neurolang.cli",
                   "neurolang.teachers", "neurolang.bench", "neurolang.parity")

@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from neurolang.config import SpikformerConfig
+from neurolang.errors import NeurolangError
 from neurolang.neurons import NeuronSpec
 from neurolang.primitives import SpikingNeuron
 
 
-class BackendError(ValueError):
+class BackendError(NeurolangError, ValueError):
     """A backend cannot compute what a model specifies, or is not installed."""
 
 

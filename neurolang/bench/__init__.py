@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from neurolang.errors import reporting_commands
 from neurolang.lazy import lazy_exports
 
 _EXPORTS = {
@@ -69,7 +70,9 @@ def register(app, fail) -> None:
     """Add the ``bench`` command to a ``typer.Typer`` app; ``fail(message)`` reports bad input."""
     import typer
 
-    @app.command()
+    command = reporting_commands(app, fail)
+
+    @command()
     def bench(
         backends: str = typer.Option("torch,snntorch,norse", help="Comma-separated backends."),
         preset: str = typer.Option("small", help="Model preset (tiny, small, spikebert)."),
@@ -89,9 +92,6 @@ def register(app, fail) -> None:
         import torch
         from rich.console import Console
 
-        from neurolang.backends import BackendError
-        from neurolang.config import ConfigError
-
         console = Console(width=max(Console().width, 160))
         if threads is not None and threads < 0:
             fail(f"--threads must be an integer >= 0 (0: torch's default), got {threads}")
@@ -102,15 +102,12 @@ def register(app, fail) -> None:
             from neurolang.outputs import claim_file
 
             claim_file(json_out, what="--json")
-        try:
-            from neurolang.bench.measure import run_bench
-            from neurolang.bench.report import print_table
+        from neurolang.bench.measure import run_bench
+        from neurolang.bench.report import print_table
 
-            result = run_bench(names, preset, device, repeats, warmup, batch_size, length,
-                               baseline, stepwise, dtype,
-                               log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
-        except (BackendError, ConfigError, ValueError) as err:
-            fail(str(err))
+        result = run_bench(names, preset, device, repeats, warmup, batch_size, length,
+                           baseline, stepwise, dtype,
+                           log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
         print_table(result, console)
         if json_out:
             from neurolang.outputs import write_text_atomic

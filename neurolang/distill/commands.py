@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from neurolang.errors import reporting_commands
+
 CONFIG_HELP = "Training config (TOML); every option is documented in neurolang/distill/config.py."
 SET_HELP = "Override an option, e.g. --set distill.lr=1e-3 --set model.depth=2 (repeatable)."
 
@@ -51,16 +53,17 @@ def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
     if stage1:
         sources = [task_text_source(cfg) if s == "task" else s for s in cfg.data.unlabelled]
         validate_unlabelled_sources(sources, data_dir=data_dir)
-        check_teacher(cfg.teacher.name, max_length=cfg.data.max_length)
     finetuned = teacher if teacher is not None else cfg.teacher.finetuned
     if finetuned:
+        if stage1:  # stage 1 aligns with the pretrained teacher
+            check_teacher(cfg.teacher.name, max_length=cfg.data.max_length)
         info = check_teacher(finetuned, head=True, max_length=cfg.data.max_length,
                              what="fine-tuned teacher")
         classes = raw["train"].features["label"].num_classes
         if info["num_labels"] is not None and info["num_labels"] != classes:
             raise TeacherError(f"fine-tuned teacher {finetuned!r} has {info['num_labels']} "
                                f"labels, the task {cfg.data.task!r} has {classes}")
-    else:
+    else:  # the pretrained teacher, fine-tuned here (and the stage-1 teacher): checked once
         check_teacher(cfg.teacher.name, max_length=max(cfg.teacher.max_length,
                                                        cfg.data.max_length))
     if output is not None:
@@ -68,7 +71,9 @@ def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
 
 
 def register(app: typer.Typer, fail) -> None:
-    @app.command()
+    command = reporting_commands(app, fail)
+
+    @command()
     def train(
         config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
         backend: str = typer.Option(None, help="torch | snntorch | norse (overrides run.backend)."),
@@ -82,13 +87,12 @@ def register(app: typer.Typer, fail) -> None:
         """The whole pipeline: fine-tune the teacher (unless given), stage 1, stage 2, evaluate."""
         from neurolang.distill.pipeline import train_pipeline
 
-        cfg = _guard(fail, lambda: _load(config, backend, set_))
-        _guard(fail, lambda: validate_run(cfg, output, resume=resume, overwrite=overwrite))
-        results = _guard(fail, lambda: train_pipeline(cfg, output, resume=resume,
-                                                      overwrite=overwrite))
+        cfg = _load(config, backend, set_)
+        validate_run(cfg, output, resume=resume, overwrite=overwrite)
+        results = train_pipeline(cfg, output, resume=resume, overwrite=overwrite)
         _summary(results)
 
-    @app.command()
+    @command()
     def predistill(
         config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
         backend: str = typer.Option(None, help="torch | snntorch | norse."),
@@ -100,13 +104,13 @@ def register(app: typer.Typer, fail) -> None:
         from neurolang.distill.stages import predistill as run
         from neurolang.outputs import claim_folder
 
-        cfg = _guard(fail, lambda: _load(config, backend, set_))
-        _guard(fail, lambda: validate_run(cfg, stage1=True, teacher=""))
-        _guard(fail, lambda: claim_folder(output, ["stage"], what="--output"))
-        results = _guard(fail, lambda: run(cfg, output, resume=resume))
+        cfg = _load(config, backend, set_)
+        validate_run(cfg, stage1=True, teacher="")
+        claim_folder(output, ["stage"], what="--output")
+        results = run(cfg, output, resume=resume)
         typer.echo(json.dumps({k: v for k, v in results.items() if k != "layer_map"}, indent=2))
 
-    @app.command()
+    @command()
     def distill(
         teacher: str = typer.Option(..., help="Fine-tuned teacher folder (with a head)."),
         config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
@@ -120,14 +124,14 @@ def register(app: typer.Typer, fail) -> None:
         from neurolang.distill.stages import distill as run
         from neurolang.outputs import claim_folder
 
-        cfg = _guard(fail, lambda: _load(config, backend, set_))
-        _guard(fail, lambda: validate_run(cfg, stage1=False, teacher=teacher))
-        _guard(fail, lambda: claim_folder(output, ["stage"], what="--output"))
-        results = _guard(fail, lambda: run(cfg, output, teacher, stage1=stage1, resume=resume))
+        cfg = _load(config, backend, set_)
+        validate_run(cfg, stage1=False, teacher=teacher)
+        claim_folder(output, ["stage"], what="--output")
+        results = run(cfg, output, teacher, stage1=stage1, resume=resume)
         if "dev" in results:  # the main process
             typer.echo(json.dumps({"dev": results["dev"], "best_epoch": results["best_epoch"]}))
 
-    @app.command("finetune-teacher")
+    @command("finetune-teacher")
     def finetune_teacher_command(
         task: str = typer.Option("sst2", help="Task name, hub name or file."),
         teacher: str = typer.Option("default", help="Encoder folder or hub name."),
@@ -155,14 +159,14 @@ def register(app: typer.Typer, fail) -> None:
             fail(f"--threads must be >= 0, got {threads}")
         if threads:
             torch.set_num_threads(threads)
-        _guard(fail, lambda: check_teacher(teacher, max_length=max_length))
-        results = _guard(fail, lambda: finetune_teacher(
+        check_teacher(teacher, max_length=max_length)
+        results = finetune_teacher(
             teacher, task, output, epochs=epochs, lr=lr, batch_size=batch_size,
             max_length=max_length, seed=seed, data_dir=data_dir, overwrite=overwrite,
-            selection_metric=select_metric, max_train_samples=max_train_samples))
+            selection_metric=select_metric, max_train_samples=max_train_samples)
         typer.echo(json.dumps({"dev": results["metrics"], "output": str(output)}))
 
-    @app.command("build-teacher")
+    @command("build-teacher")
     def build_teacher_command(
         output: Path = typer.Option(..., "--output", "-o", help="Folder to write (a normal "
                                     "transformers RoBERTa folder with its tokenizer)."),
@@ -194,16 +198,16 @@ def register(app: typer.Typer, fail) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        results = _guard(fail, lambda: build_roberta_teacher(
+        results = build_roberta_teacher(
             output, text, data_dir=data_dir, vocab_size=vocab_size, max_samples=max_samples,
             overwrite=overwrite, hidden_size=hidden_size, num_layers=layers, num_heads=heads,
             max_length=max_length, steps=steps, batch_size=batch_size, lr=lr,
-            max_minutes=max_minutes, seed=seed))
+            max_minutes=max_minutes, seed=seed)
         typer.echo(json.dumps({"output": str(output), "steps": results["steps"],
                                "held_out_mlm_loss": results["held_out_mlm_loss"],
                                "wall_time_s": results["wall_time_s"]}))
 
-    @app.command()
+    @command()
     def evaluate(
         model_dir: Path = typer.Argument(..., help="A neurolang model folder."),
         task: str = typer.Option("sst2"),
@@ -218,12 +222,12 @@ def register(app: typer.Typer, fail) -> None:
 
         if max_length < 2:
             fail(f"--max-length must be >= 2 (a special token and a word), got {max_length}")
-        saved, meta = _guard(fail, lambda: read_config(model_dir))
-        tokenizer = _guard(fail, lambda: _model_tokenizer(model_dir))
-        spec = _guard(fail, lambda: resolve_task(task))
-        raw = _guard(fail, lambda: load_task(task, data_dir=data_dir))
-        _guard(fail, lambda: _check_labels(saved, meta, raw["validation"], task, model_dir))
-        model = _guard(fail, lambda: from_pretrained(model_dir, backend))
+        saved, meta = read_config(model_dir)
+        tokenizer = _model_tokenizer(model_dir)
+        spec = resolve_task(task)
+        raw = load_task(task, data_dir=data_dir)
+        _check_labels(saved, meta, raw["validation"], task, model_dir)
+        model = from_pretrained(model_dir, backend)
         data = tokenize(raw["validation"], tokenizer, min(max_length, model.config.max_length))
         typer.echo(json.dumps(evaluate_student(model, data, tokenizer.pad_token_id,
                                                list(spec.metrics))))
@@ -261,22 +265,6 @@ def _check_labels(saved, meta, dev, task: str, model_dir: Path) -> None:
     if trained and trained != names:
         raise CheckpointError(f"{model_dir} was trained on the labels {trained}; the task "
                               f"{task!r} has the labels {names}")
-
-
-def _guard(fail, thunk):
-    """Run ``thunk``; a user-caused error becomes one line and exit code 2."""
-    from neurolang.checkpoint import CheckpointError
-    from neurolang.config import ConfigError
-    from neurolang.data import DataError
-    from neurolang.distill.trainer import TrainingError
-    from neurolang.outputs import OutputError
-    from neurolang.teachers import TeacherError
-
-    try:
-        return thunk()
-    except (ConfigError, DataError, TeacherError, CheckpointError, TrainingError, OutputError,
-            ValueError) as err:
-        fail(str(err))
 
 
 def _summary(results) -> None:

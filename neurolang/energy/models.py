@@ -51,13 +51,14 @@ from pathlib import Path
 from typing import Any
 
 from neurolang.energy.records import ModelCounts
+from neurolang.errors import NeurolangError
 
 FIGURES = ("mac_pj", "add_pj", "sop_pj", "neuron_update_pj", "spike_pj")
 COUNT_OF = {"mac_pj": "macs", "add_pj": "adds", "sop_pj": "sops",
             "neuron_update_pj": "neuron_updates", "spike_pj": "spikes"}
 
 
-class EnergyConfigError(ValueError):
+class EnergyConfigError(NeurolangError, ValueError):
     """An energy configuration file or a model name a user gave is wrong."""
 
 

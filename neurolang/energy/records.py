@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from neurolang.errors import NeurolangError
+
 COUNT_KEYS = ("spikes", "neuron_updates", "sops", "macs", "adds")
 """The additive counts of a layer."""
 
 
-class CountingError(ValueError):
+class CountingError(NeurolangError, ValueError):
     """A model or a simulator's report cannot be counted under the rules."""
 
 

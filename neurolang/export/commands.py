@@ -13,23 +13,18 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from neurolang.errors import reporting_commands
+
 console = Console(width=max(Console().width, 120))
-
-def _known_errors():
-    from neurolang.checkpoint import CheckpointError
-    from neurolang.config import ConfigError
-    from neurolang.nir.errors import NIRError
-    from neurolang.outputs import OutputError
-
-    return (NIRError, CheckpointError, ConfigError, OutputError)
 
 
 def register(app: typer.Typer, fail) -> None:
     """Add ``export`` and ``import`` to ``app``; ``fail(message)`` reports bad input (one
     line, non-zero exit)."""
     _fail = fail
+    command = reporting_commands(app, fail)
 
-    @app.command("export")
+    @command("export")
     def export_command(
         model_dir: Path = typer.Argument(..., help="A model folder (neurolang.checkpoint."
                                          "save_pretrained) of any family."),
@@ -45,25 +40,22 @@ def register(app: typer.Typer, fail) -> None:
             _fail(f"--format must be 'nir', got {format!r}")
         if not dt > 0 or dt == float("inf"):
             _fail(f"--dt must be a finite time step > 0, got {dt}")
-        try:
-            from neurolang.outputs import claim_file
+        from neurolang.outputs import claim_file
 
-            claim_file(output, what="-o", suffixes=(".nir",))
-            from neurolang.checkpoint import from_pretrained
-            from neurolang.export.nir_export import to_nir
-            from neurolang.nir.io import write_nir
+        claim_file(output, what="-o", suffixes=(".nir",))
+        from neurolang.checkpoint import from_pretrained
+        from neurolang.export.nir_export import to_nir
+        from neurolang.nir.io import write_nir
 
-            model = from_pretrained(model_dir).double().eval()
-            graph = to_nir(model, strict=strict, dt=dt)
-            graph.metadata["neurolang.source"] = str(Path(model_dir).resolve())
-            write_nir(graph, output)
-        except _known_errors() as err:
-            _fail(str(err))
+        model = from_pretrained(model_dir).double().eval()
+        graph = to_nir(model, strict=strict, dt=dt)
+        graph.metadata["neurolang.source"] = str(Path(model_dir).resolve())
+        write_nir(graph, output)
         ext = json.loads(graph.metadata["neurolang.extensions"])
         console.print(f"wrote {output}: {'standard NIR only' if not ext else 'extensions ' + ', '.join(ext)}"
                       f"; dt = {dt}", highlight=False)
 
-    @app.command("import")
+    @command("import")
     def import_command(
         nir_file: Path = typer.Argument(..., help="A neurolang NIR file."),
         output: Path = typer.Option(..., "-o", "--output", help="The model folder to write."),
@@ -107,8 +99,6 @@ def register(app: typer.Typer, fail) -> None:
                 tok = AutoTokenizer.from_pretrained(str(source))
             save_pretrained(model, output, tokenizer=tok,
                             metadata={"imported_from": str(Path(nir_file).resolve())})
-        except _known_errors() as err:
-            _fail(str(err))
         except OSError as err:
             _fail(f"cannot load the tokenizer: {err}")
         console.print(f"wrote {output}", highlight=False)

@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from neurolang.errors import NeurolangError
+
 __all__ = [
     "DEFAULT_TEACHER",
     "Teacher",
@@ -42,7 +44,7 @@ DEFAULT_TEACHER = "default"
 _DEFAULT_ALIASES = ("default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 
 
-class TeacherError(ValueError):
+class TeacherError(NeurolangError, ValueError):
     """A teacher cannot be loaded or does not fit the student; the message says what to do."""
 
 
