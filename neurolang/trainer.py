@@ -26,6 +26,7 @@ from torch import nn
 
 from neurolang.checkpoint import recover_directory, replace_directory, save_pretrained
 from neurolang.data import DynamicPaddingCollator, LengthBucketBatchSampler
+from neurolang.errors import NeurolangError
 from neurolang.progress import progress
 from neurolang.seeding import rng_state, seed_everything, set_rng_state
 
@@ -34,7 +35,7 @@ BEST = "best"
 FINAL = "model"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(NeurolangError, RuntimeError):
     """Training cannot go on (a non-finite loss, a checkpoint of another run)."""
 
 
@@ -79,16 +80,17 @@ class OptimConfig:
         check_choice("", "mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
 
 
-def _schedule(warmup: int, total: int, kind: str) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+# the trainer's schedule names -> transformers' (every one warms up linearly first)
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
-    return factor
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int):
+    """``transformers.get_scheduler``: the learning rate rises linearly from 0 over ``warmup``
+    steps, then goes to 0 by ``total`` (``cosine``, ``linear``) or stays (``constant``)."""
+    from transformers import get_scheduler
+
+    return get_scheduler(SCHEDULES[kind], optimizer, num_warmup_steps=warmup,
+                         num_training_steps=total)
 
 
 LossFn = Callable[[nn.Module, nn.Module | None, dict[str, torch.Tensor]],
@@ -115,7 +117,8 @@ class Trainer:
     terms are averaged over the global batch, ``batch_loss`` (e.g. an embedding loss) is added
     once. ``evaluate(model) -> metrics`` runs on dev after each epoch; the epoch with the best
     ``selection_metric`` is saved to ``best/`` (without a metric, the last weights go to
-    ``model/``).
+    ``model/``), as a neurolang model folder, or by ``save_model(model, folder)`` when given
+    (a teacher is saved as a transformers folder).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_data, pad_token_id: int,
@@ -123,7 +126,9 @@ class Trainer:
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                  selection_metric: str | None = None, tokenizer: Any = None,
                  metadata: dict[str, Any] | None = None, description: str = "train",
-                 cpu: bool | None = None, log_with: str = ""):
+                 cpu: bool | None = None, log_with: str = "",
+                 save_model: Callable[[nn.Module, Path], None] | None = None,
+                 show_progress: bool = True):
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         self.optim = optim
@@ -131,6 +136,7 @@ class Trainer:
         self.loss_fn, self.evaluate = loss_fn, evaluate
         self.selection_metric = selection_metric
         self.tokenizer, self.metadata, self.description = tokenizer, metadata or {}, description
+        self.save_model, self.show_progress = save_model, show_progress
         self.accelerator = Accelerator(
             mixed_precision=optim.mixed_precision if torch.cuda.is_available() else "no",
             cpu=cpu if cpu is not None else not torch.cuda.is_available(),
@@ -161,8 +167,7 @@ class Trainer:
             [{"params": decay, "weight_decay": optim.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr)
         warmup = int(optim.warmup_ratio * self.total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _schedule(warmup, self.total_steps, optim.schedule))
+        scheduler = make_scheduler(optimizer, optim.schedule, warmup, self.total_steps)
         wrapper = Objective(model, extra, loss_fn)
         # the scheduler stays unprepared: Accelerate would step it once per process, which
         # runs the schedule N times too fast when the global batch is split over N processes
@@ -320,7 +325,8 @@ class Trainer:
         self.wrapper.train()
         start_time = time.perf_counter() - self.state["wall_time"]
         bar = progress(total=self.total_batches, initial=self.state["batch"], unit="batch",
-                       desc=self.description, disable=not self.accelerator.is_main_process,
+                       desc=self.description,
+                       disable=not (self.show_progress and self.accelerator.is_main_process),
                        dynamic_ncols=True)
         window: list[float] = []
         samples_seen, window_start = 0, time.perf_counter()
@@ -411,6 +417,9 @@ class Trainer:
 
     def _save_model(self, directory: Path) -> None:
         model = self._unwrapped().model
+        if self.save_model is not None:
+            self.save_model(model, directory)
+            return
         save_pretrained(model, directory, tokenizer=self.tokenizer, metadata=self.metadata)
         if self.extra is not None:
             extra = self._unwrapped().extra

@@ -31,7 +31,7 @@ def hit():
         os.kill(os.getpid(), signal.SIGKILL)
 
 import neurolang.checkpoint as checkpoint
-import neurolang.distill.trainer as trainer
+import neurolang.trainer as trainer
 
 if point == "mid-epoch":
     train_batch = trainer.Trainer._train_batch
@@ -117,3 +117,41 @@ def test_kill_anywhere_then_resume_is_bit_identical(setup, point, nth):
     assert ours["dev"] == theirs["dev"] and ours["best_epoch"] == theirs["best_epoch"]
     assert ours["history"] == theirs["history"]
     assert not list(out.glob(".*.old")), "a half-replaced folder was left behind"
+
+
+# Teacher fine-tuning runs on the same trainer: killed mid-epoch (after a step checkpoint),
+# the same call again finishes it with the weights of an uninterrupted run.
+TEACHER_DRIVER = DRIVER.split("from neurolang.cli import app")[0] + r"""
+import json
+from neurolang.teachers import finetune_teacher
+teacher, data_dir, output = sys.argv[3:6]
+results = finetune_teacher(teacher, "sst2", output, epochs=2, batch_size=16, max_length=32,
+                           data_dir=data_dir, save_every_steps=2, progress=False)
+print(json.dumps(results["history"]))
+"""
+
+
+def test_teacher_finetuning_killed_mid_epoch_resumes_bit_identical(tmp_path, tiny_teacher,
+                                                                    tiny_data_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(output, point="none", nth=0):
+        command = [sys.executable, "-c", TEACHER_DRIVER, point, str(nth), str(tiny_teacher),
+                   str(tiny_data_dir), str(output)]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    full = run(tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    killed = run(tmp_path / "killed", "mid-epoch", 9)  # batch 9 of 12, after step 8's save
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "killed").exists()  # nothing that looks finished
+    assert (tmp_path / ".killed.training" / "checkpoint" / "state.json").is_file()
+    resumed = run(tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout) == json.loads(full.stdout)  # the same dev history
+    a = _tensors(tmp_path / "full" / "model.safetensors")
+    b = _tensors(tmp_path / "killed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "killed"]  # work folders gone
+    for name in ("config.json", "tokenizer.json", "results.json", "metrics.jsonl"):
+        assert (tmp_path / "killed" / name).is_file()

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from neurolang import build_model, preset
 from neurolang.cli import app
 from neurolang.distill.config import load_train_config
 from neurolang.distill.losses import (
@@ -21,6 +22,7 @@ from neurolang.distill.losses import (
     layer_map,
     masked_mse_per_sample,
 )
+from neurolang.primitives import SpikingNeuron
 
 # ---- losses ---------------------------------------------------------------------------------
 
@@ -367,3 +369,46 @@ def test_tensorboard_logging_through_accelerate(tmp_path, tiny_teacher, tiny_dat
     logged = [e.value for e in events.Scalars("dev_accuracy")]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert logged == pytest.approx([r["dev_accuracy"] for r in lines if "dev_accuracy" in r])
+
+
+@pytest.mark.parametrize("kind, expected", [
+    # warm-up over 2 of 6 steps (0, 1/2), then down to 0 by step 6 or flat
+    ("linear", [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]),
+    ("cosine", [0.0, 0.5, 1.0, 0.8535534, 0.5, 0.1464466, 0.0]),
+    ("constant", [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]),
+])
+def test_schedules_are_transformers_own_worked_example(kind, expected):
+    from neurolang.trainer import make_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, kind, warmup=2, total=6)
+    factors = []
+    for _ in range(7):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert factors == pytest.approx(expected, abs=1e-6)
+
+
+def test_firing_rate_penalty_by_hand_and_its_gradient():
+    from neurolang.distill.losses import SpikeRecorder, firing_rate_per_sample
+
+    config = preset("tiny", block="spike_driven", encoding="repeat", norm="batch")
+    torch.manual_seed(0)
+    model = build_model(config)
+    ids = torch.randint(1, 512, (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    with SpikeRecorder(model) as spikes:
+        model(ids, mask)
+    assert len(spikes.outputs) == sum(isinstance(m, SpikingNeuron) for m in model.modules())
+    penalty = firing_rate_per_sample(spikes.outputs, mask, target=0.0)
+    # by hand: each population's rate over the real tokens of each sample, then the mean
+    by_hand = []
+    for x, _ in spikes.outputs.values():
+        s = x.reshape(4, 2, 6, -1)
+        by_hand.append(torch.stack([s[:, 0].mean(), s[:, 1, :3].mean()]))
+    assert torch.allclose(penalty, torch.stack(by_hand).mean(0))
+    assert torch.equal(firing_rate_per_sample(spikes.outputs, mask, target=1.0),
+                       torch.zeros(2))  # no population fires above 100%
+    penalty.sum().backward()  # through the surrogate gradients
+    assert model.blocks[0].mlp.fc1.linear.weight.grad.abs().sum() > 0

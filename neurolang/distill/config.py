@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from neurolang.config import ConfigError, SpikformerConfig, model_config_from_table
-from neurolang.distill.trainer import OptimConfig
 from neurolang.metrics import canonical_metric
+from neurolang.trainer import OptimConfig
 from neurolang.validation import (
     check_bool,
     check_choice,
@@ -142,8 +142,10 @@ class IcsfdConfig:
 @dataclass
 class DistillConfig(OptimConfig):
     """Stage 2: ``w_ce * CE + w_logit * T^2 KL(teacher || student) + w_emb * embedding MSE +
-    w_rep * representation MSE [+ ICSFD]`` against the fine-tuned teacher (SpikeBERT's
-    weights: 0.1, 1.0, 0.1, 0.1; temperature 1). ``select_metric`` picks the best dev epoch
+    w_rep * representation MSE [+ ICSFD] [+ w_rate * rate penalty]`` against the fine-tuned
+    teacher (SpikeBERT's weights: 0.1, 1.0, 0.1, 0.1; temperature 1). The rate penalty
+    (``neurolang.distill.losses.firing_rate_per_sample``, off with ``w_rate = 0``) is the mean
+    over populations of ``max(0, rate - target_rate)``: it trades accuracy for energy. ``select_metric`` picks the best dev epoch
     (``""``: the task's selection metric, e.g. MCC for CoLA, F1 for MRPC, accuracy else;
     ``mcc`` selects on multiclass Matthews correlation as IceSpike does)."""
 
@@ -158,12 +160,15 @@ class DistillConfig(OptimConfig):
     temperature: float = 1.0
     ignore_layers: int = 0
     select_metric: str = ""
+    w_rate: float = 0.0
+    target_rate: float = 0.05
     icsfd: IcsfdConfig = field(default_factory=IcsfdConfig)
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("w_ce", "w_logit", "w_emb", "w_rep"):
+        for name in ("w_ce", "w_logit", "w_emb", "w_rep", "w_rate"):
             check_number("", name, getattr(self, name), at_least=0)
+        check_number("", "target_rate", self.target_rate, at_least=0, less_than=1)
         check_number("", "temperature", self.temperature, greater_than=0)
         self.ignore_layers = check_int("", "ignore_layers", self.ignore_layers, at_least=0)
         self.select_metric = _check_metric(self.select_metric)

@@ -96,3 +96,58 @@ class Projections(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(x) if self.needed else x
+
+
+class SpikeRecorder:
+    """Keeps the output of every spiking population of ``model`` during one forward call,
+    with its graph (for a loss on firing rates)::
+
+        with SpikeRecorder(model) as spikes:
+            out = model(ids, mask)
+        loss = firing_rate_per_sample(spikes.outputs, mask, target=0.1)
+    """
+
+    def __init__(self, model: nn.Module):
+        from neurolang.primitives import SpikingNeuron
+
+        self.modules = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
+        self.outputs: dict[str, tuple[torch.Tensor, nn.Module]] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> SpikeRecorder:
+        self.outputs.clear()
+        for name, module in self.modules.items():
+            self._handles.append(module.register_forward_hook(
+                lambda m, args, out, name=name: self.outputs.__setitem__(name, (out, m))))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def firing_rate_per_sample(outputs: dict[str, tuple[torch.Tensor, nn.Module]],
+                           mask: torch.Tensor, target: float) -> torch.Tensor:
+    """``mean_p max(0, r_p - target)`` per sample, (B,): ``r_p`` is the firing rate of
+    population ``p`` over the sample's real tokens, steps and features (``|s|``, divided by
+    the step's amplitude for graded spikes, so a ternary spike counts 1). Through the
+    surrogate gradient it pushes every population above ``target`` down to it, and costs
+    nothing below it."""
+    batch = mask.shape[0]
+    penalties = []
+    for x, module in outputs.values():
+        steps = module.time_steps
+        s = x.reshape(steps, batch, -1, x.shape[-1]).abs()
+        if module.kind.amplitude:
+            s = s / module.alpha.detach().to(s.dtype).clamp(min=1e-12).view(steps, 1, 1, 1)
+        if s.shape[2] == mask.shape[1]:  # one row per token: real tokens only
+            weights = mask.to(s.dtype)[None, :, :, None]
+            sites = weights.sum((0, 2, 3)) * steps * s.shape[-1]
+            rate = (s * weights).sum((0, 2, 3)) / sites.clamp(min=1)
+        else:  # one row per sample (an SDSA gate)
+            rate = s.mean((0, 2, 3))
+        penalties.append(torch.relu(rate - target))
+    if not penalties:
+        return mask.new_zeros(batch, dtype=torch.float32)
+    return torch.stack(penalties).mean(0)

@@ -23,9 +23,9 @@ import torch
 from neurolang.config import ConfigError
 from neurolang.distill.config import TrainConfig
 from neurolang.distill.stages import RESULTS, distill, predistill, stage_complete, write_results
-from neurolang.distill.trainer import BEST, CHECKPOINT, FINAL
 from neurolang.outputs import claim_folder, write_text_atomic
 from neurolang.teachers import finetune_teacher
+from neurolang.trainer import BEST, CHECKPOINT, FINAL
 
 log = logging.getLogger("neurolang.train")
 

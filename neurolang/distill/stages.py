@@ -12,6 +12,7 @@ checkpoint with ``resume=True``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -35,18 +36,20 @@ from neurolang.distill.cache import TeacherCache
 from neurolang.distill.config import TrainConfig
 from neurolang.distill.losses import (
     Projections,
+    SpikeRecorder,
+    firing_rate_per_sample,
     icsfd_per_sample,
     kd_kl_per_sample,
     layer_map,
     masked_mse_per_sample,
 )
-from neurolang.distill.trainer import BEST, Trainer
 from neurolang.metrics import compute_metrics, selection_metrics
 from neurolang.models import SpikingClassifier, build_model
 from neurolang.outputs import write_text_atomic
 from neurolang.progress import progress
 from neurolang.seeding import seed_everything
 from neurolang.teachers import Teacher, load_teacher, subset_rows
+from neurolang.trainer import BEST, Trainer
 
 log = logging.getLogger("neurolang.train")
 RESULTS = "results.json"
@@ -323,11 +326,19 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
         return icsfd_per_sample(features, candidates, batch["attention_mask"], batch["labels"],
                                 cfg.icsfd.k, candidate_mask, batch["global_labels"])
 
+    recorder = SpikeRecorder(student) if cfg.w_rate else None
+
     def loss_fn(model, extra, batch):
         t_logits, hidden = cache.batch(batch["index"].cpu(), batch["input_ids"].shape[1])
-        out = model(batch["input_ids"], batch["attention_mask"], output_representations=need_reps)
+        with recorder or contextlib.nullcontext():
+            out = model(batch["input_ids"], batch["attention_mask"],
+                        output_representations=need_reps)
         logits, labels, mask = out["logits"], batch["labels"], batch["attention_mask"]
         per_sample = cfg.w_ce * nn.functional.cross_entropy(logits, labels, reduction="none")
+        if recorder is not None:
+            per_sample = per_sample + cfg.w_rate * firing_rate_per_sample(
+                recorder.outputs, mask, cfg.target_rate).to(per_sample.dtype)
+            recorder.outputs.clear()
         if cfg.w_logit:
             per_sample = per_sample + cfg.w_logit * kd_kl_per_sample(
                 logits, t_logits.to(device, logits.dtype), cfg.temperature)

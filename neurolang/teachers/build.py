@@ -166,7 +166,7 @@ def pretrain_roberta(
     ``max_minutes`` stops earlier when the time is up (the schedule still spans ``steps``).
     Returns the model and a summary (held-out masked-token loss before and after, steps, time).
     """
-    from transformers import RobertaConfig, RobertaForMaskedLM
+    from transformers import RobertaConfig, RobertaForMaskedLM, get_scheduler
 
     from neurolang.progress import progress as tqdm
 
@@ -224,11 +224,9 @@ def pretrain_roberta(
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    warmup = max(1, int(math.ceil(warmup_ratio * steps)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)
-                                                          if steps > warmup else 0.0))
+    # transformers' schedule: linear warm-up from 0, then linear decay to 0
+    scheduler = get_scheduler("linear", optimizer, num_training_steps=steps,
+                              num_warmup_steps=int(math.ceil(warmup_ratio * steps)))
     model.train()
     started = time.perf_counter()
     position, done, window = 0, 0, []

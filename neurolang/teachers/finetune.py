@@ -5,12 +5,12 @@ atomically, with its dev metrics in ``results.json``."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +57,6 @@ def evaluate_classifier(
     return compute_metrics(metric_names, torch.cat(predictions), torch.cat(labels))
 
 
-def _linear_warmup_decay(warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
-
-
 def subset_rows(dataset: Any, count: int | None, seed: int) -> Any:
     """``count`` rows of a ``datasets.Dataset`` drawn by a permutation seeded with ``seed``,
     kept in file order (all rows when ``count`` is ``None`` or not smaller)."""
@@ -95,31 +86,37 @@ def finetune_teacher(
     max_grad_norm: float = 1.0,
     max_eval_samples: int | None = None,
     eval_batch_size: int | None = None,
-    keep_best: bool = True,
     selection_metric: str | None = None,
     overwrite: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
+    save_every_steps: int = 200,
 ) -> dict[str, Any]:
     """Fine-tune a teacher on a task's ``train`` split and save it with its dev metrics.
 
-    A plain torch loop: ``AutoModelForSequenceClassification`` with a new head, AdamW (no
-    weight decay on biases and norms), learning rate warmed up linearly over the first
-    ``warmup_ratio`` of the steps then decayed linearly to 0, gradients clipped to
-    ``max_grad_norm``, length-bucketed batches. After every epoch the model is scored on
-    ``validation`` with the task's metrics; with ``keep_best`` the epoch best on the selection
-    metric is saved (the dev split is for selection; nothing here reads a test set). The
-    selection metric is ``selection_metric`` when given (e.g. ``"mcc"``: multiclass Matthews
-    correlation, as IceSpike selects; it is added to the reported metrics), else the task's.
+    Runs on the distillation :class:`~neurolang.trainer.Trainer`, so a teacher gets
+    the same seeding, data order (length buckets), AdamW (no weight decay on biases and
+    norms), schedule (``transformers``' linear warm-up over ``warmup_ratio`` of the steps, then
+    linear decay to 0), clipping at ``max_grad_norm``, checkpoints and exact resumption as a
+    student: ``AutoModelForSequenceClassification`` with a new head, cross-entropy. After
+    every epoch the model is scored on ``validation`` with the task's metrics and the epoch best
+    on the selection metric is kept (the dev split is for selection; nothing here reads a test
+    set). The selection metric is ``selection_metric`` when given (e.g. ``"mcc"``: multiclass
+    Matthews correlation, as IceSpike selects; it is added to the reported metrics), else the
+    task's.
 
     Any BERT- or RoBERTa-family folder or Hub name works: the pair encoding and special tokens
     are the teacher tokenizer's own (``[CLS] A [SEP] B [SEP]`` with segment ids for BERT,
     ``<s> A </s></s> B </s>`` without for RoBERTa); segment ids reach only models that have
     segment embeddings (``type_vocab_size`` > 1).
 
-    ``output_dir`` ends up a normal transformers folder (model + tokenizer, ``id2label`` set) plus
-    ``results.json``. It is written into a hidden temporary sibling and renamed at the end, so a
-    killed run never leaves a folder that looks complete. Returns the ``results.json`` content.
+    Training runs in a hidden sibling, ``.NAME.training`` (checkpoint every
+    ``save_every_steps`` steps, ``metrics.jsonl``). A killed run resumes from its checkpoint
+    when called again with the same settings (other settings are refused unless
+    ``overwrite``, which starts again). At the end ``output_dir`` becomes a normal
+    transformers folder (model + tokenizer, ``id2label`` set) plus ``results.json`` and the
+    training log, renamed into place in one step, and the hidden folder goes. Returns the
+    ``results.json`` content.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -133,9 +130,8 @@ def finetune_teacher(
         tokenize,
     )
     from neurolang.outputs import OutputError, claim_folder
-    from neurolang.progress import progress as tqdm
+    from neurolang.trainer import BEST, OptimConfig, Trainer, TrainingError
 
-    started = time.perf_counter()
     output = Path(output_dir).expanduser().resolve()
     try:  # an existing folder is replaced only with overwrite
         claim_folder(output, ["teacher"], what="teacher output folder", overwrite=overwrite,
@@ -176,8 +172,8 @@ def finetune_teacher(
         )
     except (OSError, ValueError) as error:
         raise _load_error(source, error) from None
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     token_types = takes_token_types(model)
     capacity = _position_capacity(model)
     if capacity is not None and max_length > capacity:
@@ -186,73 +182,54 @@ def finetune_teacher(
             f"{max_length}; use max_length <= {capacity}"
         )
 
-    tokenized = tokenize(
-        _as_dict(train_data, dev_data),
-        tokenizer,
-        max_length,
-        cache_dir,
-    )
-    train_loader = build_dataloader(tokenized["train"], tokenizer, batch_size, seed=seed)
+    tokenized = tokenize(_as_dict(train_data, dev_data), tokenizer, max_length, cache_dir)
     dev_loader = build_dataloader(
         tokenized[VALIDATION], tokenizer, eval_batch_size or 2 * batch_size, shuffle=False
     )
+    optim = OptimConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                        warmup_ratio=warmup_ratio, schedule="linear", grad_clip=max_grad_norm,
+                        save_every_steps=save_every_steps,
+                        eval_batch_size=eval_batch_size or 2 * batch_size, seed=seed)
 
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-    )
-    total_steps = epochs * len(train_loader)
-    warmup_steps = int(math.ceil(warmup_ratio * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _linear_warmup_decay(warmup_steps, total_steps)
-    )
+    def loss_fn(model, _extra, batch):
+        logits = model(**_model_inputs(batch, batch["input_ids"].device, token_types)).logits
+        per_sample = nn.functional.cross_entropy(logits.float(), batch["labels"],
+                                                 reduction="none")
+        return per_sample, logits.new_zeros(())
 
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    bar = tqdm(
-        total=total_steps, desc=f"fine-tuning {spec.name}", unit="step", disable=not progress
-    )
-    for epoch in range(epochs):
-        model.train()
-        train_loader.batch_sampler.set_epoch(epoch)
-        loss_sum, batches = 0.0, 0
-        for batch in train_loader:
-            outputs = model(
-                **_model_inputs(batch, device, token_types), labels=batch["labels"].to(device)
-            )
-            outputs.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += outputs.loss.detach().item()
-            batches += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / batches:.4f}")
-        scores = evaluate_classifier(model, dev_loader, metric_names, device)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(batches, 1), VALIDATION: scores}
-        history.append(record)
-        bar.write(
-            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, dev "
-            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
-        )
-        if not keep_best:
-            best = record
-        elif best is None or scores[metric] > best[VALIDATION][metric]:
-            best = record
-            if epoch + 1 < epochs:  # a later epoch may overwrite the weights: keep a copy
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    bar.close()
-    assert best is not None
-    if best_state is not None and best["epoch"] != epochs:
-        model.load_state_dict(best_state)
+    def save_model(model, directory: Path) -> None:
+        _save_folder(model, tokenizer, directory)
 
+    work = output.parent / f".{output.name}.training"
+    trainer = Trainer(
+        model, loss_fn, tokenized["train"], tokenizer.pad_token_id, optim, work,
+        evaluate=lambda m: evaluate_classifier(m, dev_loader, metric_names, m.device),
+        selection_metric=metric, description=f"fine-tuning {spec.name}",
+        cpu=str(device) == "cpu", save_model=save_model, show_progress=progress,
+    )
+    resume = trainer.checkpoint_dir.is_dir()
+    if resume:
+        try:
+            state = json.loads((trainer.checkpoint_dir / "state.json").read_text())
+            same = state.get("optim") == asdict(optim) and state.get("task") in (None, spec.name)
+        except (OSError, ValueError):
+            same = False
+        if not same and not overwrite:
+            raise TeacherError(
+                f"{work} holds an unfinished fine-tuning with other settings; give the same "
+                "settings to resume it, or --overwrite to start again")
+        if not same:
+            shutil.rmtree(work)
+            resume = False
+    try:
+        state = trainer.fit(resume=resume)
+    except TrainingError as err:
+        raise TeacherError(str(err)) from None
+
+    history = [{"epoch": r["epoch"],
+                VALIDATION: {k[len("dev_"):]: v for k, v in r.items() if k.startswith("dev_")}}
+               for r in state["history"]]
+    best = history[state["best_epoch"] - 1]
     results = {
         "task": spec.name,
         "teacher": source,
@@ -265,7 +242,7 @@ def finetune_teacher(
         "history": history,
         "train_examples": len(train_data),
         "validation_examples": len(dev_data),
-        "steps": total_steps,
+        "steps": state["step"],
         "hyperparameters": {
             "epochs": epochs,
             "lr": lr,
@@ -275,16 +252,17 @@ def finetune_teacher(
             "max_train_samples": max_train_samples,
             "max_eval_samples": max_eval_samples,
             "warmup_ratio": warmup_ratio,
+            "schedule": "linear",
             "weight_decay": weight_decay,
             "max_grad_norm": max_grad_norm,
-            "keep_best": keep_best,
             "selection_metric": selection_metric,
         },
         "device": str(device),
-        "wall_time_s": None,
+        "wall_time_s": round(state["wall_time"], 2),
         "versions": _versions(),
     }
-    _save_atomically(model, tokenizer, results, output, started)
+    _publish(work / BEST, work / "metrics.jsonl", results, output)
+    shutil.rmtree(work, ignore_errors=True)
     return results
 
 
@@ -298,6 +276,34 @@ def _versions() -> dict[str, str]:
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _save_folder(model: nn.Module, tokenizer: Any, directory: Path) -> None:
+    """Model and tokenizer as a transformers folder, written into a hidden temporary sibling
+    and renamed over ``directory`` (a kill never leaves half a folder)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        replace_directory(partial, directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _publish(best: Path, log: Path, results: dict[str, Any], output: Path) -> None:
+    """The kept epoch's folder, its training log and ``results.json``, renamed over
+    ``output`` in one step."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        shutil.copytree(best, partial, dirs_exist_ok=True)
+        if log.is_file():
+            shutil.copy2(log, partial / "metrics.jsonl")
+        (partial / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        replace_directory(partial, output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _save_atomically(
