@@ -72,12 +72,16 @@ def realistic_init(model: SpikingClassifier, input_ids, attention_mask, seed: in
     """Give ``model`` weights under which every population fires inside ``band``.
 
     Random init leaves spiking Transformers nearly silent (or saturated), and parity of a
-    silent network proves nothing. Each population fed by a norm gets a random gain in
-    [0.7, 1.5], random per-feature biases, and then, in forward order, a common bias shift
-    found by bisection so that its firing rate on the given batch hits a target drawn from
-    ``band``. A model whose populations are not fed by norms (SpikeLM) lists, in
-    ``rate_controls()``, the Norm or Linear steering each; a steering Linear first gets
-    weights N(0, 1/in_features). Returns the rates reached.
+    silent network proves nothing. The model names its populations' controls,
+    ``model.rate_controls()`` (by default every population that reads a Norm or a Linear
+    directly, in any family; SpikeLM names its own). Each steering Norm gets a random gain
+    in [0.7, 1.5], random per-feature biases, and then, in forward order, a common bias
+    shift found by bisection so that its population's firing rate on the given batch hits a
+    target drawn from ``band``; a steering Linear first gets weights N(0, 1/in_features).
+    A population without a control (the attention neuron after the product, a neuron
+    reading a residual sum or the encoder, such as a membrane shortcut's stream neuron) is
+    not steered: its rate follows from the populations and weights before it, and may lie
+    outside ``band``. Returns the rates reached.
 
     Populations with spike amplitudes (``elastic_bispike``) fire when ``|u| >= alpha/2``,
     which a bias shift does not steer monotonically: in forward order, each gets its
@@ -90,12 +94,9 @@ def realistic_init(model: SpikingClassifier, input_ids, attention_mask, seed: in
     if model.config.encoding == "heaviside":
         # embeddings a little more often negative than positive: ~30% of inputs spike
         model.embedding.weight.sub_(0.5 * model.config.initializer_range)
-    # (population whose rate is steered, the norm feeding the steering); a model whose
-    # populations are not fed by norms (SpikeLM) names a Norm or Linear for each
-    steer = list(model.rate_controls()) if hasattr(model, "rate_controls") else []
-    for name, module in model.named_modules():
-        if hasattr(module, "norm") and hasattr(module, "neuron") and isinstance(module.norm, Norm):
-            steer.append((f"{name}.neuron", module.norm))
+    # (population whose rate is steered, the Norm or Linear whose bias steers it), in
+    # forward order: the model names them (SpikingClassifier.rate_controls)
+    steer = list(model.rate_controls())
     for _, norm in steer:
         if isinstance(norm, Norm):
             n = norm.features

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from neurolang.config import SpikformerConfig
+from neurolang.graph import trace
 from neurolang.primitives import (
     Encode,
     Linear,
@@ -62,6 +63,7 @@ class SpikingClassifier(nn.Module):
     """
 
     folder_format = FORMAT
+    head_class: type[nn.Module] = ClassificationHead  # a family may read its own head
 
     def __init__(self, config: SpikformerConfig):
         super().__init__()
@@ -76,7 +78,7 @@ class SpikingClassifier(nn.Module):
     def finish(self) -> None:
         """The head and the representation taps after the blocks, then the init."""
         config = self.config
-        self.head = ClassificationHead(config)
+        self.head = self.head_class(config)
         if config.representation_taps:
             self.taps = nn.ModuleList(
                 RepresentationTap(config.time_steps, config.hidden_size, config.norm_eps)
@@ -96,6 +98,31 @@ class SpikingClassifier(nn.Module):
             elif isinstance(module, (Norm, nn.LayerNorm)):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def rate_controls(self) -> list[tuple[str, nn.Module]]:
+        """(population, the Norm or Linear whose bias shifts its input), in forward order:
+        what ``neurolang.parity.realistic_init`` turns to set firing rates.
+
+        By default every population that reads a Norm or a Linear directly, found in the
+        traced graph (``neurolang.graph.trace``), whatever the family's module names: the
+        Spikformer's ``LIF(Norm(W x))``, a bare ``LIF(W x)``. A population fed by anything
+        else (the attention product, a residual sum, the encoder: a membrane shortcut's
+        neuron reading the stream ``u``) has no control: its rate follows from the
+        populations and weights before it. A family whose populations read something else
+        (SpikeLM: a Norm two steps back) names its own. A Norm or Linear feeding several
+        populations steers the first; the others follow.
+        """
+        graph = trace(self)
+        controls, taken = [], set()
+        for node in graph.nodes.values():
+            # (a population called twice, ``name#1``, is recorded under one name: skipped)
+            if node.op != "neuron" or "#" in node.name or len(node.inputs) != 1:
+                continue
+            feeder = graph.nodes[node.inputs[0]]
+            if feeder.op in ("norm", "linear") and id(feeder.module) not in taken:
+                taken.add(id(feeder.module))  # one feeding several: it steers the first
+                controls.append((node.name, feeder.module))
+        return controls
 
     def before_encoding(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """What a family computes on the (B, L, D) embeddings before the encoding (none)."""
