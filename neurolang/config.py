@@ -22,7 +22,8 @@ from neurolang.validation import (  # ConfigError is this module's error as well
 
 ENCODINGS = ("repeat", "heaviside")
 NORMS = ("layer", "batch")
-BLOCKS = ("spikformer", "spikelm")
+BLOCKS = ("spikformer", "spikelm", "spike_driven")
+ATTENTIONS = ("ssa", "sdsa")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,15 @@ class SpikformerConfig:
             ``neurolang.models.spikelm``): BERT's post-LayerNorm block with real-valued softmax
             attention and GELU, the input of every Linear spiked by ``neuron``, the context
             ``softmax(Q K^T) V`` spiked by ``attention_neuron``; ``attention_scale`` does not
-            apply (the scale is ``1/sqrt(head_dim)``) and ``norm`` must be ``"layer"``.
+            apply (the scale is ``1/sqrt(head_dim)``) and ``norm`` must be ``"layer"``;
+            ``"spike_driven"`` (Spike-driven Transformer's membrane shortcut,
+            ``neurolang.models.spike_driven``): the residual stream is a membrane that only
+            enters additions, a neuron before every Linear and both factors of every attention
+            product, so every weight multiplication reads spikes.
+        attention: the attention of ``block = "spike_driven"``: ``"ssa"``, SpikeBERT's
+            ``(Q K^T) V * scale``, or ``"sdsa"``, the Spike-driven Transformer's
+            ``Q * SN(scale * sum_tokens K * V)``, linear in the sequence length. The other
+            blocks have one attention each and take ``"ssa"`` (the default) only.
     """
 
     vocab_size: int = 30522
@@ -76,6 +85,7 @@ class SpikformerConfig:
     initializer_range: float = 0.02
     norm_eps: float = 1e-5
     block: str = "spikformer"
+    attention: str = "ssa"
 
     def __post_init__(self) -> None:
         # [CLS] and one token need max_length 2; token ids start above the padding id 0
@@ -96,6 +106,10 @@ class SpikformerConfig:
         check_choice("", "encoding", self.encoding, ENCODINGS)
         check_choice("", "norm", self.norm, NORMS)
         check_choice("", "block", self.block, BLOCKS)
+        check_choice("", "attention", self.attention, ATTENTIONS)
+        if self.attention != "ssa" and self.block != "spike_driven":
+            raise ConfigError(f"attention {self.attention!r} is an attention of block "
+                              f"'spike_driven'; block {self.block!r} takes 'ssa'")
         if self.block == "spikelm" and self.norm != "layer":
             raise ConfigError("block 'spikelm' keeps BERT's LayerNorms: norm must be 'layer'")
         for name in ("neuron", "attention_neuron"):
@@ -244,6 +258,19 @@ PRESETS: dict[str, SpikformerConfig] = {
         neuron=NeuronSpec(kind="elastic_bispike"),
         attention_neuron=NeuronSpec(kind="elastic_bispike"),
     ),
+    # The spike-driven family (neurolang.models.spike_driven) at the size of "small": the
+    # membrane shortcut, BatchNorms that fold into the Linear before them, SSA attention.
+    "spike-driven-small": SpikformerConfig(
+        hidden_size=256, depth=4, num_heads=8, mlp_ratio=4, time_steps=4, max_length=64,
+        position_embedding=True, encoding="repeat", norm="batch", block="spike_driven",
+        neuron=_SPIKEBERT_NEURON, attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5),
+    ),
+    # ... and at SpikeBERT's size (D 768, depth 12, T 4).
+    "spike-driven-base": SpikformerConfig(
+        encoding="repeat", norm="batch", block="spike_driven", position_embedding=True,
+        num_heads=12, neuron=_SPIKEBERT_NEURON,
+        attention_neuron=_SPIKEBERT_NEURON.replace(v_threshold=0.5),
+    ),
     # For tests and parity checks: depth 2, T 4, tiny width. Its heads of 8 features over 16
     # tokens make far smaller counts (Q K^T) V than SpikeBERT's 96 over 128: scale 0.25, not
     # 0.125, keeps the attention neuron firing at realistic rates.
@@ -257,7 +284,7 @@ PRESETS: dict[str, SpikformerConfig] = {
 
 def preset(name: str, **overrides: Any) -> SpikformerConfig:
     """A named preset (``spikebert``, ``spikebert-reference``, ``small``, ``spikelm-small``,
-    ``tiny``)."""
+    ``spike-driven-small``, ``spike-driven-base``, ``tiny``)."""
     if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return PRESETS[name].with_overrides(overrides) if overrides else PRESETS[name]

@@ -254,6 +254,43 @@ class SpikingAttentionProduct(Primitive):
         return y.transpose(1, 2).reshape(tb, length, width)
 
 
+class CoincidenceSum(Primitive):
+    """The key-value half of spike-driven self-attention (SDSA, Yao et al. 2023):
+    ``g = scale * sum_tokens K * V`` per channel, (T*B, L, D) spikes -> (T*B, 1, D).
+
+    ``K * V`` of spikes is an AND (with ternary spikes a sign product); the sum over the real
+    tokens (``mask``, if ``masked``) is an addition per coincidence, so the cost is linear in
+    the sequence length. A spiking neuron then turns ``g`` into one gate spike per channel.
+    """
+
+    op = "coincidence_sum"
+
+    def __init__(self, scale: float, masked: bool):
+        super().__init__()
+        self.scale, self.masked = scale, masked
+
+    def forward(self, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kv = k * v
+        if self.masked:
+            kv = kv * mask.to(kv.dtype).unsqueeze(-1)
+        return kv.sum(1, keepdim=True) * self.scale
+
+
+class SpikeGate(Primitive):
+    """The query half of SDSA: ``Y = Q * G``, the spikes of Q kept in the channels whose gate
+    spiked; (T*B, L, D) and (T*B, 1, D) spikes -> (T*B, L, D) spikes (a mask: no arithmetic).
+    """
+
+    op = "spike_gate"
+
+    def __init__(self, spikes: str = "binary"):
+        super().__init__()
+        self.spikes = spikes  # the format of Q's spikes, which the output keeps
+
+    def forward(self, q: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        return q * gate
+
+
 class SoftmaxAttention(Primitive):
     """Real-valued multi-head attention (BERT's): ``Y = softmax(Q K^T / sqrt(d_h)) V`` per head.
 

@@ -18,8 +18,8 @@ from neurolang.config import (
     preset,
 )
 from neurolang.distill.config import load_train_config
-from neurolang.distill.trainer import OptimConfig
 from neurolang.neurons import NeuronSpec
+from neurolang.trainer import OptimConfig
 from neurolang.validation import check_int, check_number, check_str_list
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("examples/*.toml"))
@@ -133,7 +133,7 @@ def test_a_value_out_of_range_names_the_option(override, message):
         ("distill.mixed_precision=fp8", "[distill] mixed_precision must be one of no, bf16, fp16"),
         ("predistill.schedule=step", "[predistill] schedule must be one of cosine, linear"),
         ("model.encoding=rate", "encoding must be one of repeat, heaviside, got 'rate'"),
-        ("model.block=bert", "block must be one of spikformer, spikelm, got 'bert'"),
+        ("model.block=bert", "block must be one of spikformer, spikelm, spike_driven, got 'bert'"),
         ("model.neuron.kind=izhikevich", "neuron: kind must be one of"),
         ("model.neuron.reset=soft", "neuron: reset must be one of zero, subtract, got 'soft'"),
         ("model.neuron.surrogate=relu", "neuron: surrogate must be one of"),

@@ -31,7 +31,7 @@ class CountingPlan:
         for name, node in self.graph.nodes.items():
             self.ops[name] = op = node.op
             if op in COUNTING_RULES.rules:
-                self.rules[name] = COUNTING_RULES[op]
+                self.rules[name] = COUNTING_RULES[op].for_node(self.graph, name)
             else:
                 uncounted.setdefault(op, name)
         if uncounted:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from neurolang.energy.records import CountingError, LayerCounts, Seen
-from neurolang.graph import OpTable
+from neurolang.graph import Graph, OpTable
 
 NORM_COST = {"layer": (3, 2), "batch": (1, 0)}
 """(MACs, additions) per element of a norm; see the module docstring."""
@@ -65,6 +65,11 @@ class Rule:
 
     def role_of(self, module: nn.Module | None, fed_by_spikes: bool) -> str:
         return self.role
+
+    def for_node(self, graph: Graph, name: str) -> Rule:
+        """The rule for node ``name`` of ``graph`` where it depends on the node's neighbours
+        (a BatchNorm folded into the Linear before it); by default this one."""
+        return self
 
     def count(self, layer: LayerCounts, seen: Seen) -> None:
         pass
@@ -175,11 +180,37 @@ class Normalisation(Rule):
     def width(self, module):
         return int(module.features)
 
+    def for_node(self, graph, name):
+        node = graph.nodes[name]
+        if node.module.kind != "batch":
+            return self
+        data = [i for i in node.inputs if graph.nodes[i].op not in ("fold_mask", "input")]
+        users = [n for n in graph.nodes.values() if data and data[0] in n.inputs]
+        tables = ("linear", "embedding", "position_embedding")
+        if len(data) == 1 and graph.nodes[data[0]].op in tables and len(users) == 1:
+            return FOLDED_NORM
+        return self
+
     def count(self, layer, seen):
         macs, adds = NORM_COST[seen.module.kind]
         elements = seen.rows * seen.width
         layer.macs += macs * elements
         layer.adds += adds * elements
+
+
+class FoldedNorm(Normalisation):
+    """**BatchNorm folded** into the Linear (or embedding tables) that alone feeds it: at
+    inference ``W' = diag(scale) W``, ``b' = scale * b + shift``, so it costs nothing (the
+    NIR export folds it the same way); ``detail["folded"]`` marks it."""
+
+    def for_node(self, graph, name):
+        return self
+
+    def count(self, layer, seen):
+        layer.detail["folded"] = 1
+
+
+FOLDED_NORM = FoldedNorm()
 
 
 class AttentionProduct(Rule):
@@ -216,6 +247,48 @@ class AttentionProduct(Rule):
                 layer.detail[key] = layer.detail.get(key, 0) + int(value)
         else:
             layer.sops += int(found)
+
+
+class Coincidences(Rule):
+    """**Coincidence sum** of SDSA, ``scale * sum_tokens K * V``: ``K * V`` of spikes is an
+    AND (a sign product for ternary spikes), each coincidence (both nonzero, real token) one
+    accumulate into its channel's sum: ``sops = sum [k != 0][v != 0]``. The scale folds into
+    the threshold of the gate neuron after it. Its output is one row per sample and step.
+    Counted from a run's spikes, taken from a simulator that counted it, or, with neither,
+    estimated from the K and V spike rates (``L r_k r_v D`` per sample and step) and marked
+    ``estimated``."""
+
+    role, rows = "attention", SAMPLE_STEP
+
+    def count(self, layer, seen):
+        k, v = seen.inputs[:2]
+        found = seen.attention
+        if found is None and k.spikes is not None:
+            found = int(((k.spikes != 0) & (v.spikes != 0) & k.keep[..., None]).sum())
+        if found is None:
+            sites = k.rows * k.width
+            rate_k, rate_v = (x.events / sites if sites else 0.0 for x in (k, v))
+            layer.sops += round(sites * rate_k * rate_v)
+            layer.estimated = True
+        else:
+            layer.sops += int(found if not isinstance(found, Mapping) else found["sops"])
+
+
+class Gate(Rule):
+    """**Spike gate** of SDSA, ``Q * G``: a mask (an AND per element), no arithmetic: 0. Its
+    output is spikes (those of Q that pass); ``detail["passed_spikes"]`` counts them."""
+
+    role = "gate"
+
+    def spiking(self, module):
+        return True
+
+    def graded(self, module):
+        return module.spikes == "ternary"
+
+    def count(self, layer, seen):
+        if seen.events is not None:
+            layer.detail["passed_spikes"] = layer.detail.get("passed_spikes", 0) + seen.events
 
 
 class Residual(Rule):
@@ -299,6 +372,8 @@ COUNTING_RULES = OpTable(
         "linear": Projection(),
         "norm": Normalisation(),
         "attention_product": AttentionProduct(),
+        "coincidence_sum": Coincidences(),
+        "spike_gate": Gate(),
         "add": Residual(),
         "token_mean": Mean(SAMPLE_STEP),
         "time_mean": Mean(SAMPLE),

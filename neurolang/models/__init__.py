@@ -1,7 +1,8 @@
 """The model families and their registry.
 
 Each family is one module in its paper's words: ``spikformer`` (SpikeBERT's Spikformer),
-``spikelm`` (SpikeLM's BERT with spiking inputs), ``pooled`` (a spiking MLP over pooled
+``spikelm`` (SpikeLM's BERT with spiking inputs), ``spike_driven`` (the Spike-driven
+Transformer's membrane shortcut: every weight multiplication reads spikes), ``pooled`` (a spiking MLP over pooled
 sentence embeddings, the strict-NIR model). :data:`FAMILIES` maps a configuration's ``block``
 to its class; :func:`build_model` builds the model a configuration names, and
 :data:`FOLDER_FORMATS` tells ``neurolang.checkpoint`` how to read each family's folder.
@@ -22,12 +23,14 @@ from neurolang.models.pooled import (
     PooledSpikingClassifier,
     calibrate_rates,
 )
+from neurolang.models.spike_driven import SpikeDriven
 from neurolang.models.spikelm import SpikeLM
 from neurolang.models.spikformer import Spikformer
 
 FAMILIES: dict[str, type[SpikingClassifier]] = {
     "spikformer": Spikformer,
     "spikelm": SpikeLM,
+    "spike_driven": SpikeDriven,
 }
 
 # folder format -> (the configuration's reader, the builder)
@@ -47,5 +50,5 @@ def build_model(config: SpikformerConfig | PooledClassifierConfig):
 
 
 __all__ = ["FAMILIES", "FOLDER_FORMATS", "ClassificationHead", "PooledClassifierConfig",
-           "PooledSpikingClassifier", "SpikeLM", "Spikformer", "SpikingClassifier",
+           "PooledSpikingClassifier", "SpikeDriven", "SpikeLM", "Spikformer", "SpikingClassifier",
            "build_model", "calibrate_rates"]
