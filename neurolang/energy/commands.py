@@ -6,9 +6,13 @@ from pathlib import Path
 
 import typer
 
+from neurolang.errors import reporting_commands
+
 
 def register(app: typer.Typer, fail) -> None:
-    @app.command()
+    command = reporting_commands(app, fail)
+
+    @command()
     def energy(
         model_dir: Path = typer.Argument(..., help="A trained neurolang model folder."),
         simulators: str = typer.Option(
@@ -38,36 +42,25 @@ def register(app: typer.Typer, fail) -> None:
         seed: int = typer.Option(0, help="Seed of the --samples subset."),
         lava_fixed_point: bool = typer.Option(False, help="Run Lava in fixed point (bit-"
                                                           "accurate Loihi) instead of float."),
+        neurobench: bool = typer.Option(True, help="Also count the first torch-side run with "
+                                                   "NeuroBench's SynapticOperations."),
     ) -> None:
         """Spikes, synaptic operations, MACs and energy per sample on each simulator, counted
         from each simulator's own run, next to the teacher (rules: docs/energy.md)."""
         from rich.console import Console
 
-        from neurolang.backends import BackendError
-        from neurolang.checkpoint import CheckpointError
-        from neurolang.config import ConfigError
-        from neurolang.data import DataError
-        from neurolang.energy.models import EnergyConfigError
-        from neurolang.energy.records import CountingError
-        from neurolang.energy.report import EnergyError, run_energy
-        from neurolang.energy.simulators import SimulatorError
+        from neurolang.energy.report import run_energy
         from neurolang.outputs import claim_folder
-        from neurolang.teachers import TeacherError
 
         claim_folder(output, ["energy"], what="--output")
         console = Console(width=max(Console().width, 140))
         chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
-        try:
-            report = run_energy(
-                model_dir, simulators, dataset=dataset, split=split, samples=samples,
-                data_dir=data_dir, teacher=teacher, energy_config=energy_config,
-                energy_models=chosen, dtype=dtype, batch_size=batch_size,
-                max_length=max_length, seed=seed, lava_fixed_point=lava_fixed_point,
-                console=console)
-        except (EnergyError, EnergyConfigError, CheckpointError, ConfigError, DataError,
-                TeacherError, CountingError, SimulatorError, BackendError) as err:
-            fail(str(err))
-            return
+        report = run_energy(
+            model_dir, simulators, dataset=dataset, split=split, samples=samples,
+            data_dir=data_dir, teacher=teacher, energy_config=energy_config,
+            energy_models=chosen, dtype=dtype, batch_size=batch_size,
+            max_length=max_length, seed=seed, lava_fixed_point=lava_fixed_point,
+            neurobench=neurobench, console=console)
         report.print(console)
         written = report.write(output)
         console.print("written: " + ", ".join(str(p) for p in written), highlight=False)

@@ -24,13 +24,14 @@ from neurolang.energy.simulators import (
     measure_lava,
     measure_torch_side,
 )
+from neurolang.errors import NeurolangError
 
 SPLIT_ALIASES = {"validation": "validation", "dev": "validation", "val": "validation",
                  "train": "train"}
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-class EnergyError(ValueError):
+class EnergyError(NeurolangError, ValueError):
     """A user-caused problem with the energy comparison (one clear line)."""
 
 
@@ -48,6 +49,7 @@ class EnergyReport:
     teacher_source: str | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    neurobench: dict[str, Any] | None = None
 
     @property
     def samples(self) -> int:
@@ -96,9 +98,31 @@ class EnergyReport:
                 "energy_per_sample_pj": self.energy_pj(self.teacher.counts),
                 "counts": self.teacher.counts.to_dict()},
             "differences": self.differences(),
+            "neurobench": self.neurobench_comparison(),
             "notes": self.notes,
             "rules": "docs/energy.md",
         }
+
+    def neurobench_comparison(self) -> dict[str, Any] | None:
+        """NeuroBench's ``SynapticOperations`` beside neurolang's count of the same Linears
+        (per sample): ours are synaptic operations where the input is spikes, MACs where it
+        is real-valued (zeros included)."""
+        if self.neurobench is None:
+            return None
+        reference = next(r for n, r in self.runs.items() if n in TORCH_SIDE).counts
+        layers = {}
+        for name, theirs in self.neurobench["layers"].items():
+            ours = reference.layers[name]
+            kind = "sops" if ours.role == "synaptic" else "macs"
+            value = getattr(ours, kind) / max(reference.samples, 1)
+            layers[name] = {"neurobench": theirs["effective"], "neurobench_spiking":
+                            theirs["spiking"], "neurobench_dense": theirs["dense"],
+                            "neurolang": value, "neurolang_kind": kind,
+                            "equal": abs(theirs["effective"] - value) < 1e-9}
+        return {"simulator": reference.simulator,
+                **{k: v for k, v in self.neurobench.items() if k != "layers"},
+                "equal_layers": sum(v["equal"] for v in layers.values()),
+                "layers": layers}
 
     # ---- output ----------------------------------------------------------------------------
 
@@ -148,6 +172,17 @@ class EnergyReport:
             if diff["prediction_disagreements"]:
                 line += f"; {diff['prediction_disagreements']} predictions differ"
             console.print(line, highlight=False)
+        comparison = self.neurobench_comparison()
+        if comparison is not None:
+            spiking = [n for n, v in comparison["layers"].items() if v["neurolang_kind"] == "sops"]
+            console.print(
+                f"NeuroBench SynapticOperations ({comparison['simulator']} run, per sample): "
+                f"Effective_ACs {_format_count(comparison['Effective_ACs'])}, Effective_MACs "
+                f"{_format_count(comparison['Effective_MACs'])}, Dense "
+                f"{_format_count(comparison['Dense'])}; equal to neurolang's count on "
+                f"{comparison['equal_layers']} of {len(comparison['layers'])} Linears "
+                f"({len(spiking)} fed by spikes; docs/energy.md says why the others differ)",
+                highlight=False)
         for run in self.runs.values():
             for note in run.notes:
                 console.print(f"[yellow]{run.simulator}[/]: {note}", highlight=False)
@@ -297,12 +332,15 @@ def run_energy(model_dir: str | Path, simulators: str | Sequence[str] = TORCH_SI
                data_dir: str | Path | None = None, teacher: str | None = None,
                energy_config: str | Path | None = None, energy_models: Sequence[str] | None = None,
                dtype: str = "float64", batch_size: int = 32, max_length: int | None = None,
-               seed: int = 0, lava_fixed_point: bool = False, console=None) -> EnergyReport:
+               seed: int = 0, lava_fixed_point: bool = False, neurobench: bool = True,
+               console=None) -> EnergyReport:
     """Count ``model_dir`` on every simulator and the teacher on the same samples.
 
     ``teacher``: a teacher folder or name (default: the one recorded in the model folder's
     ``config.json``; ``"none"`` skips it). ``dtype`` float64 makes the torch-side backends
-    produce identical spikes (float32 may differ by rounding).
+    produce identical spikes (float32 may differ by rounding). With ``neurobench``, the first
+    torch-side simulator's run is also counted by NeuroBench's ``SynapticOperations``
+    (``neurolang.energy.neurobench``), sample by sample.
     """
     from neurolang.checkpoint import read_config
 
@@ -329,6 +367,14 @@ def run_energy(model_dir: str | Path, simulators: str | Sequence[str] = TORCH_SI
             run = measure_torch_side(model_dir, name, batches, labels, DTYPES[dtype])
         report.runs[run.simulator] = run
         say(f"  {run.simulator}: {run.seconds:.1f} s")
+    torch_side = [n for n in names if n in TORCH_SIDE]
+    if neurobench and torch_side:
+        from neurolang.checkpoint import from_pretrained
+        from neurolang.energy.neurobench import neurobench_synops
+
+        say(f"counting the {torch_side[0]} run with NeuroBench ...")
+        model = from_pretrained(model_dir, torch_side[0]).to(DTYPES[dtype])
+        report.neurobench = neurobench_synops(model, batches)
     source = teacher
     if source is None and metadata.get("teacher"):
         source = resolve_recorded_teacher(str(metadata["teacher"]), model_dir)
