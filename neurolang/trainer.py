@@ -250,6 +250,13 @@ class Trainer:
                       isinstance(v, (int, float))}
             self.accelerator.log(values, step=record.get("step"))
 
+    def _peak_memory(self) -> dict[str, float]:
+        """On a GPU, the peak memory allocated so far (MiB), for the step log."""
+        device = self.accelerator.device
+        if device.type != "cuda":
+            return {}
+        return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20}
+
     def _truncate_log(self, step: int, epochs_ended: int) -> None:
         """Drop the records written after the checkpoint (a kill between them)."""
         path = self.output_dir / "metrics.jsonl"
@@ -356,7 +363,7 @@ class Trainer:
                                         lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                         self._log({"step": self.state["step"], "epoch": epoch,
                                    "loss": loss_mean, "lr": self.scheduler.get_last_lr()[0],
-                                   "samples_per_s": rate})
+                                   "samples_per_s": rate, **self._peak_memory()})
                         window, samples_seen, window_start = [], 0, time.perf_counter()
                     if self.state["step"] % self.optim.save_every_steps == 0:
                         self.state["wall_time"] = time.perf_counter() - start_time

@@ -290,7 +290,7 @@ def test_model_config_round_trips(tmp_path):
         (["bench", "--repeats", "0"], "--repeats must be an integer >= 1, got 0"),
         (["bench", "--warmup", "-1"], "--warmup must be an integer >= 0, got -1"),
         (["bench", "--threads", "-1"], "--threads must be an integer >= 0"),
-        (["bench", "--dtype", "float16"], "--dtype must be float32 or float64, got 'float16'"),
+        (["bench", "--dtype", "float16"], "--dtype must be float32, float64 or bf16, got 'float16'"),
         (["bench", "--device", "tpu"], "--device must be cpu or cuda"),
         (["parity", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["parity", "--set", "neuron.tau=abc"], "neuron: tau must be a number, got 'abc'"),

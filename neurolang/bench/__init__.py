@@ -75,7 +75,8 @@ def register(app, fail) -> None:
     @command()
     def bench(
         backends: str = typer.Option("torch,snntorch,norse", help="Comma-separated backends."),
-        preset: str = typer.Option("small", help="Model preset (tiny, small, spikebert)."),
+        preset: str = typer.Option("small", help="Model preset (tiny, small, spikebert, "
+                                   "spike-driven-small, ...)."),
         device: str = typer.Option("cpu", help="cpu or cuda."),
         repeats: int = typer.Option(3, help="Timed rounds; figures are their medians."),
         warmup: int = typer.Option(1, help="Untimed rounds first (kernels compile here)."),
@@ -84,8 +85,12 @@ def register(app, fail) -> None:
         baseline: bool = typer.Option(True, help="Time the hand-written PyTorch network too."),
         stepwise: bool = typer.Option(True, help="Time the unfused step-by-step neuron too."),
         threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's)."),
-        dtype: str = typer.Option("float32", help="float32 or float64."),
+        dtype: str = typer.Option("float32", help="float32, float64, or bf16 (float32 "
+                                  "weights, bfloat16 autocast, as training with "
+                                  "mixed_precision = 'bf16')."),
         json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
+        compare: str | None = typer.Option(None, help="A second preset timed in the same "
+                                           "rounds (e.g. spike-driven-small beside small)."),
     ) -> None:
         """Training and inference throughput and peak memory per backend, side by side, with a
         hand-written PyTorch baseline and the unfused neuron."""
@@ -107,7 +112,8 @@ def register(app, fail) -> None:
 
         result = run_bench(names, preset, device, repeats, warmup, batch_size, length,
                            baseline, stepwise, dtype,
-                           log=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+                           log=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                           compare=compare)
         print_table(result, console)
         if json_out:
             from neurolang.outputs import write_text_atomic

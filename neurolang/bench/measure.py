@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from neurolang.config import SpikformerConfig
 
 # preset -> (batch, sequence length) of the timed batch
-SHAPES: dict[str, tuple[int, int]] = {"tiny": (4, 16), "small": (16, 64), "spikebert": (4, 64)}
+SHAPES: dict[str, tuple[int, int]] = {"tiny": (4, 16), "small": (16, 64), "spikebert": (4, 64),
+                                     "spike-driven-small": (16, 64), "spike-driven-base": (4, 64)}
 BASELINE, BASELINE_STEPWISE, STEPWISE = "handwritten", "handwritten-stepwise", "torch-stepwise"
 TARGETS = {  # the speed targets, on the spikebert preset on CPU (README, Benchmarks)
     "overhead_vs_handwritten_below": 0.05,
@@ -53,12 +54,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+AUTOCAST: dict[str, Any] = {"device": None}  # set by run_bench for --dtype bf16
+
+
+def _autocast():
+    import contextlib
+
+    import torch
+
+    if AUTOCAST["device"] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(AUTOCAST["device"], dtype=torch.bfloat16)
+
+
 def _train_step(v: Variant, ids, mask, labels) -> torch.Tensor:
     from torch.nn import functional as F
 
     v.model.train()
     v.optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(v.forward(ids, mask), labels)
+    with _autocast():
+        loss = F.cross_entropy(v.forward(ids, mask).float(), labels)
     loss.backward()
     v.optimizer.step()
     return loss
@@ -68,7 +83,7 @@ def _infer(v: Variant, ids, mask) -> torch.Tensor:
     import torch
 
     v.model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast():
         return v.forward(ids, mask)
 
 
@@ -224,8 +239,14 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
               repeats: int = 3, warmup: int = 1, batch_size: int | None = None,
               length: int | None = None, baseline: bool = True, stepwise: bool = True,
               dtype: str | torch.dtype = "float32", seed: int = 0,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the benchmark; returns the result as a JSON-ready dict (see :func:`print_table`)."""
+              log: Callable[[str], None] | None = None,
+              compare: str | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the result as a JSON-ready dict (see :func:`print_table`).
+
+    ``compare``: a second preset (e.g. another family at the same size) whose backends are
+    timed in the same rounds on the same token batch, as variants ``PRESET/BACKEND``; the
+    ratios ``COMPARE_over_PRESET/BACKEND`` (its step time over the first preset's) come from
+    the same rounds, so machine noise hits both alike."""
     import torch
 
     from neurolang.config import preset
@@ -237,9 +258,12 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < at_least):
             raise ValueError(f"{option} must be an integer >= {at_least}, got {value!r}")
+    mixed = dtype == "bf16"  # float32 weights, bfloat16 autocast (the trainer's bf16)
+    if mixed:
+        dtype = "float32"
     if isinstance(dtype, str):
         if dtype not in ("float32", "float64"):
-            raise ValueError(f"--dtype must be float32 or float64, got {dtype!r}")
+            raise ValueError(f"--dtype must be float32, float64 or bf16, got {dtype!r}")
         dtype = getattr(torch, dtype)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"--dtype must be float32 or float64, got {dtype}")
@@ -249,11 +273,21 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
+    AUTOCAST["device"] = dev.type if mixed else None
     default_batch, default_length = SHAPES.get(preset_name, (8, 64))
     batch_size, length = batch_size or default_batch, length or default_length
     config = preset(preset_name)
     config = config.replace(max_length=max(config.max_length, length))
+    if config.block != "spikformer":  # the hand-written network is a Spikformer
+        baseline = False
     variants = build_variants(config, backends, baseline, stepwise, dev, dtype, seed)
+    if compare:
+        other = preset(compare)
+        other = other.replace(max_length=max(other.max_length, length),
+                              vocab_size=config.vocab_size)
+        for name, v in build_variants(other, backends, False, False, dev, dtype, seed).items():
+            v.name = f"{compare}/{name}"
+            variants[v.name] = v
     ids, mask, labels = (t.to(dev) for t in probe_batch(config.replace(max_length=length),
                                                          batch_size, seed))
     say = log or (lambda _message: None)
@@ -309,6 +343,15 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
         rows.append(row)
 
     ratios = _ratios(variants, "s")
+    cpu_ratios = _ratios(variants, "cpu_s")
+    if compare:
+        for name in backends:
+            for phase in ("train", "infer"):
+                key = f"{compare}_over_{preset_name}/{name}"
+                for out, kind in ((ratios, "s"), (cpu_ratios, "cpu_s")):
+                    out[phase][key] = _median_ratio(
+                        getattr(variants[f"{compare}/{name}"], f"{phase}_{kind}"),
+                        getattr(variants[name], f"{phase}_{kind}"))
     train = ratios["train"]
     targets = {}
     if "torch_time_over_handwritten" in train:
@@ -321,7 +364,7 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
         targets["torch_vs_snntorch_at_least_2x"] = (
             train["torch_vs_snntorch"] >= TARGETS["torch_vs_snntorch_at_least"])
     return {
-        "preset": preset_name, "device": str(dev), "dtype": str(dtype).removeprefix("torch."),
+        "preset": preset_name, "compare": compare, "device": str(dev), "dtype": "bf16 (autocast)" if mixed else str(dtype).removeprefix("torch."),
         "batch_size": batch_size, "length": length, "tokens_per_batch": tokens,
         "time_steps": config.time_steps, "hidden_size": config.hidden_size,
         "depth": config.depth, "repeats": repeats, "warmup": warmup,
@@ -329,7 +372,7 @@ def run_bench(backends: list[str], preset_name: str = "small", device: str = "cp
         "machine": platform.processor() or platform.machine(),
         "process_max_rss_mib": _max_rss_mib(),
         "baseline_checks": checked, "rows": rows, "ratios": ratios,
-        "ratios_cpu_time": _ratios(variants, "cpu_s"), "targets": targets,
+        "ratios_cpu_time": cpu_ratios, "targets": targets,
     }
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 def print_table(result: dict[str, Any], console=None) -> None:
     """The result as a table (rich if a console is given, else plain text)."""
-    head = (f"{result['preset']} on {result['device']}: batch {result['batch_size']} x "
+    compared = f" beside {result['compare']}" if result.get("compare") else ""
+    head = (f"{result['preset']}{compared} on {result['device']}: batch {result['batch_size']} x "
             f"{result['length']} tokens, T={result['time_steps']}, {result['threads']} threads, "
             f"median of {result['repeats']} (warm-up {result['warmup']}), torch "
             f"{result['torch_version']}")
