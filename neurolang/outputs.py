@@ -76,6 +76,15 @@ def is_energy_folder(path: Path) -> bool:
     return data is not None and "simulators" in data and "energy_models" in data
 
 
+def is_tradeoff_folder(path: Path) -> bool:
+    """The output of ``neurolang energy-chart``: its chart and table, nothing else."""
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return False
+    return "tradeoff.md" in names and names <= {"tradeoff.md", "tradeoff.png"}
+
+
 def is_venv(path: Path) -> bool:
     """A Python virtual environment (``pyvenv.cfg`` at its top)."""
     return (path / "pyvenv.cfg").is_file()
@@ -88,6 +97,7 @@ KINDS = {
     "run": is_run_folder,
     "stage": is_stage_folder,
     "energy": is_energy_folder,
+    "tradeoff": is_tradeoff_folder,
     "venv": is_venv,
 }
 
@@ -99,6 +109,7 @@ KIND_NAMES = {
     "run": "neurolang run folder",
     "stage": "neurolang stage folder",
     "energy": "neurolang energy folder",
+    "tradeoff": "neurolang energy-chart folder",
     "venv": "virtual environment",
 }
 

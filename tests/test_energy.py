@@ -367,6 +367,31 @@ def test_energy_command_end_to_end(tmp_path, tiny_data_dir, tiny_teacher):
     bad = runner.invoke(app, ["energy", str(model_dir), "--simulators", "torch,loihi-chip"])
     assert bad.exit_code == 2 and "unknown simulator" in bad.output
 
+    # NeuroBench's count of the same run, Linear by Linear, beside ours
+    nb = report["neurobench"]
+    assert nb["samples"] == 6 and nb["simulator"] == SIMULATORS[0]
+    assert set(nb["layers"]) == {n for n, layer in ((x["name"], x) for x in first["layers"])
+                                 if layer["role"] in ("synaptic", "dense")}
+    synaptic = [v for v in nb["layers"].values() if v["neurolang_kind"] == "sops"]
+    assert synaptic and all(v["equal"] for v in synaptic)  # binary spikes: the same count
+    assert "NeuroBench SynapticOperations" in result.output
+
+    # the accuracy-energy plane: this student twice (two labels), the teacher at 100%
+    chart = tmp_path / "tradeoff"
+    result = runner.invoke(app, ["energy-chart", str(out), str(out / "energy.json"),
+                                 "--label", "a", "--label", "b", "-o", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert (chart / "tradeoff.png").stat().st_size > 0
+    table = (chart / "tradeoff.md").read_text()
+    assert f"{ratio:.1%}" in table and "| teacher |" in table and "| a |" in table
+    again = runner.invoke(app, ["energy-chart", str(out), "-o", str(chart)])
+    assert again.exit_code == 0  # its own folder is replaced
+    refused = runner.invoke(app, ["energy-chart", str(out), "-o", str(out)])
+    assert refused.exit_code == 2 and "already exists" in refused.output
+    missing = runner.invoke(app, ["energy-chart", str(tmp_path / "nothing"), "-o",
+                                  str(tmp_path / "c2")])
+    assert missing.exit_code == 2 and "not an energy report" in missing.output
+
 
 def test_lava_counts_come_from_lavas_run(tmp_path):
     """Lava's own run gives the hand-worked counts, attention accumulates included (counted

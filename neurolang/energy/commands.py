@@ -64,3 +64,24 @@ def register(app: typer.Typer, fail) -> None:
         report.print(console)
         written = report.write(output)
         console.print("written: " + ", ".join(str(p) for p in written), highlight=False)
+
+    @command("energy-chart")
+    def energy_chart_command(
+        reports: list[Path] = typer.Argument(..., help="energy.json files (or folders holding "
+                                             "one) of `neurolang energy`, one per student."),
+        output: Path = typer.Option(Path("runs/tradeoff"), "--output", "-o",
+                                    help="Folder for tradeoff.png and tradeoff.md."),
+        label: list[str] = typer.Option(None, "--label", help="A name per report, in order "
+                                        "(default: the model folder's name)."),
+    ) -> None:
+        """Students on one accuracy-vs-energy plane (energy as a share of the teacher's, one
+        panel per energy model), with the LIF student and the teacher beside them."""
+        from neurolang.energy.tradeoff import energy_chart
+        from neurolang.outputs import claim_folder
+
+        claim_folder(output, ["tradeoff"], what="--output")
+        result = energy_chart(reports, output, label or None)
+        typer.echo(result["table"], nl=False)
+        if not result["same_samples"]:
+            typer.echo("note: the reports count different numbers of samples")
+        typer.echo(f"written: {output / 'tradeoff.png'}, {output / 'tradeoff.md'}")
