@@ -20,6 +20,7 @@ import torch
 from neurolang.energy.from_spikes import counts_from_spikes
 from neurolang.energy.hooks import count_batches
 from neurolang.energy.records import ModelCounts
+from neurolang.errors import NeurolangError
 
 TORCH_SIDE = ("torch", "snntorch", "norse")
 LAVA = "lava"
@@ -27,7 +28,7 @@ LAVA = "lava"
 LAVA_DRIVER = "neurolang.lava.driver.simulate_lava"
 
 
-class SimulatorError(RuntimeError):
+class SimulatorError(NeurolangError, RuntimeError):
     """A simulator cannot be run or returned something that cannot be counted."""
 
 

@@ -30,7 +30,7 @@ from neurolang.nir.errors import NIRError
 from neurolang.nir.flatten import flatten
 from neurolang.nir.io import FORMAT, FORMAT_VERSION, read_metadata, read_nir, write_nir
 from neurolang.nir.lif import DEFAULT_DT
-from neurolang.nir.nodes import SpikeAttention, extension_types, node_type
+from neurolang.nir.nodes import OperandNode, extension_types, node_type
 from neurolang.primitives import SpikingNeuron
 
 _BLOCK = re.compile(r"^(blocks\.\d+)\.(.+)$")
@@ -73,6 +73,7 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
     ctx = ExportContext(graph, dt, model.config.time_steps)
     for node in graph.nodes.values():
         _rule(EXPORT_RULES, node.op, node.name)(ctx, node)
+        ctx.note_static(node)
     finish_inputs(ctx)
     _rule(EXPORT_RULES, "output", "output")(
         ctx, Node("output", "output", list(graph.outputs.values())))
@@ -101,15 +102,36 @@ def to_nir(model: nn.Module, strict: bool = False, dt: float = DEFAULT_DT) -> ni
         "neurolang.strict": int(not problems),
     }
     nodes, edges = ctx.nodes, ctx.edges
-    root = _nest(nodes, edges) if kind == "spikformer" else (nodes, edges)
+    root = _nest(nodes, edges, ctx.width) if kind == "spikformer" else (nodes, edges)
     out = nir.NIRGraph(nodes=root[0], edges=root[1], metadata=metadata, type_check=False)
     metadata["neurolang.extensions"] = json.dumps(extension_types(out))
     flatten(out).check_shapes()
     return out
 
 
-def _nest(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]):
-    """Group ``blocks.<i>.*`` (and the residual sums between them) into nested graphs."""
+def _unused(name: str, taken) -> str:
+    """``name``, or ``name_1``, ``name_2``, ... : the first not in ``taken``."""
+    candidate, k = name, 0
+    while candidate in taken:
+        k += 1
+        candidate = f"{name}_{k}"
+    return candidate
+
+
+def _nest(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]],
+          width: dict[str, int]):
+    """Group ``blocks.<i>.*`` (and the sums whose operands come from a block) into nested
+    graphs, one per block, whatever the nesting of the block's modules.
+
+    A node keeps its module path below the block as its name in the block's graph
+    (``blocks.0.attention.query.linear`` -> ``attention.query.linear``), so that flattening
+    gives back the module names; a residual sum, which is no module, is named after the
+    branch that feeds it (``attention.residual``; ``output.residual`` for a membrane
+    shortcut ``u + output(...)``), numbered if that name is taken. The block's ``Input`` and
+    ``Output`` are ``input`` and ``output`` unless a module of the block has that name
+    (then ``input_1``, ``output_1``, ...: readers find them by type). ``width`` is the
+    features per token of every node (the block's input and output widths).
+    """
     block_of: dict[str, str] = {}
     for name in nodes:
         m = _BLOCK.match(name)
@@ -126,43 +148,55 @@ def _nest(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]):
     local_names: dict[str, str] = {}
     blocks = sorted(set(block_of.values()), key=lambda s: int(s.split(".")[1]))
     inner: dict[str, tuple[dict, list]] = {b: ({}, []) for b in blocks}
-    for name, block in block_of.items():
+    for name, block in block_of.items():  # modules first: their names are fixed
         m = _BLOCK.match(name)
         if m:
-            local = m.group(2)
-        else:
-            feeder = next(a for a, b in edges if b == name and block_of.get(a) == block
-                          and _BLOCK.match(a))
-            local = f"{_BLOCK.match(feeder).group(2).split('.')[0]}.residual"
+            local_names[name] = m.group(2)
+            inner[block][0][m.group(2)] = nodes[name]
+    for name in nodes:  # then the sums, in forward order (a sum may feed the next)
+        block = block_of.get(name)
+        if block is None or name in local_names:
+            continue
+        feeders = [a for a, b in edges if b == name and block_of.get(a) == block
+                   and a in local_names]
+        if not feeders:
+            raise NIRError(f"{name}: a sum in {block} that no node of the block feeds")
+        feeder = next((a for a in feeders if _BLOCK.match(a)), feeders[0])
+        local = _unused(f"{local_names[feeder].split('.')[0]}.residual", inner[block][0])
         local_names[name] = local
         inner[block][0][local] = nodes[name]
+    # the block's Input and Output: "input" and "output" unless a module has that name
+    boundary = {b: (_unused("input", inner[b][0]), _unused("output", inner[b][0]))
+                for b in blocks}
+    streams: dict[str, tuple[str, str]] = {}
     for block in blocks:
         into = {a for a, b in edges if block_of.get(b) == block and block_of.get(a) != block}
         out_of = {a for a, b in edges if block_of.get(a) == block and block_of.get(b) != block}
         if len(into) != 1 or len(out_of) != 1:
             raise NIRError(f"{block} does not have one input and one output stream")
+        streams[block] = (next(iter(into)), next(iter(out_of)))
     for a, b in edges:
         ba, bb = block_of.get(a), block_of.get(b)
         if ba and ba == bb:
             inner[ba][1].append((local_names[a], local_names[b]))
             continue
-        if bb and ("input", local_names[b]) not in inner[bb][1]:
-            inner[bb][1].append(("input", local_names[b]))
+        if bb and (boundary[bb][0], local_names[b]) not in inner[bb][1]:
+            inner[bb][1].append((boundary[bb][0], local_names[b]))
         if ba:
-            if (local_names[a], "output") not in inner[ba][1]:
-                inner[ba][1].append((local_names[a], "output"))
+            if (local_names[a], boundary[ba][1]) not in inner[ba][1]:
+                inner[ba][1].append((local_names[a], boundary[ba][1]))
         edge = (ba or a, bb or b)
         if edge not in top_edges:
             top_edges.append(edge)
     for block in blocks:
         sub_nodes, sub_edges = inner[block]
-        width = next(iter(n for n in sub_nodes.values() if isinstance(n, nir.Scale))).scale.size
         for node in sub_nodes.values():
-            if isinstance(node, SpikeAttention):
+            if isinstance(node, OperandNode):
                 names = [local_names.get(o, o) for o in node.operand_names]
                 node.operands = json.dumps(names)
-        sub_nodes = {"input": nir.Input(np.array([width])), **sub_nodes,
-                     "output": nir.Output(np.array([width]))}
+        (source, exit_node), (input_name, output_name) = streams[block], boundary[block]
+        sub_nodes = {input_name: nir.Input(np.array([width[source]])), **sub_nodes,
+                     output_name: nir.Output(np.array([width[exit_node]]))}
         top_nodes[block] = nir.NIRGraph(nodes=sub_nodes, edges=sub_edges, type_check=False,
                                         metadata={"neurolang.block": block})
     ordered = {}

@@ -14,28 +14,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from neurolang.errors import NeurolangError, reporting_commands
+
 console = Console(width=max(Console().width, 120))
-
-
-def _known_errors():
-    from neurolang.checkpoint import CheckpointError
-    from neurolang.config import ConfigError
-    from neurolang.lava.driver import LavaError
-    from neurolang.lava.env import LavaEnvError
-    from neurolang.lava.plan import LavaModelError
-    from neurolang.nir.errors import NIRError
-    from neurolang.outputs import OutputError
-
-    return (NIRError, CheckpointError, ConfigError, LavaEnvError, LavaModelError, LavaError,
-            OutputError)
 
 
 def register(app: typer.Typer, fail) -> None:
     """Add ``setup-lava`` and ``simulate`` to ``app``; ``fail(message)`` reports bad input
     (one line, non-zero exit)."""
     _fail = fail
+    command = reporting_commands(app, fail)
 
-    @app.command("setup-lava")
+    @command("setup-lava")
     def setup_lava_command(
         venv: Path | None = typer.Option(None, help="Where (default: <repo>/.venv-lava or "
                                          "$NEUROLANG_LAVA_VENV)."),
@@ -44,13 +34,10 @@ def register(app: typer.Typer, fail) -> None:
         """Create the Python 3.10 Lava environment (lava-nc 0.10.0, nir, h5py; no torch)."""
         from neurolang.lava.env import setup_lava
 
-        try:
-            setup_lava(venv, force=force,
-                       log=lambda m: console.print(m, highlight=False, markup=False))
-        except _known_errors() as err:
-            _fail(str(err))
+        setup_lava(venv, force=force,
+                   log=lambda m: console.print(m, highlight=False, markup=False))
 
-    @app.command("simulate")
+    @command("simulate")
     def simulate_command(
         nir_file: Path = typer.Argument(..., help="A neurolang NIR file (neurolang export)."),
         simulator: str = typer.Option("lava", help="Only 'lava'."),
@@ -81,9 +68,9 @@ def register(app: typer.Typer, fail) -> None:
                 claim_file(json_out, what="--json")
             report = _simulate(nir_file, dataset, split, samples, fixed_point, compare_torch,
                                tokenizer, data_dir, chunk)
-        except _known_errors() as err:
-            _fail(str(err))
-        except (OSError, ValueError) as err:
+        except NeurolangError:
+            raise  # reported whole, by the command's wrapper
+        except (OSError, ValueError) as err:  # a library's error: its first line
             _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         _print_report(report)
         if json_out:

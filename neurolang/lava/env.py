@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from neurolang.errors import NeurolangError
+
 REQUIREMENTS = ("lava-nc==0.10.0", "nir==1.0.8", "numpy<2", "h5py")
 PYTHON_VERSION = "3.10"
 STAMP = ".neurolang-lava"
@@ -25,7 +27,7 @@ ENV_VENV = "NEUROLANG_LAVA_VENV"
 ENV_PYTHON = "NEUROLANG_PYTHON310"
 
 
-class LavaEnvError(RuntimeError):
+class LavaEnvError(NeurolangError, RuntimeError):
     """The Lava environment is missing, broken, or cannot be created here."""
 
 

@@ -12,7 +12,7 @@ import nir
 import numpy as np
 
 from neurolang.nir.errors import NIRError
-from neurolang.nir.nodes import SpikeAttention
+from neurolang.nir.nodes import OperandNode
 
 
 @dataclass
@@ -67,7 +67,7 @@ class FlatGraph:
         """Every edge connects equal per-token shapes; operand lists match the edges."""
         self.topological_order()
         for name, node in self.nodes.items():
-            if isinstance(node, SpikeAttention):
+            if isinstance(node, OperandNode):
                 ops = self.operands(name)
                 if sorted(ops) != sorted(self.sources(name)):
                     raise NIRError(f"node {name!r}: operands {ops} do not match its incoming "
@@ -117,6 +117,15 @@ def flatten(graph: nir.NIRGraph) -> FlatGraph:
             else:
                 flat.nodes[full(name)] = node
                 entry[name], exits[name] = [full(name)], [full(name)]
+        where = f"nested graph {prefix[:-1]!r}" if not top else "the graph"
+        for a, b in g.edges:
+            for end in (a, b):
+                if end not in g.nodes:
+                    raise NIRError(f"edge {a!r} -> {b!r} of {where}: there is no node {end!r}")
+            if not top and (a in inner_outputs or b in inner_inputs):
+                raise NIRError(f"edge {a!r} -> {b!r} of {where} leaves its Output or enters "
+                               "its Input; a nested graph's Input only feeds and its Output "
+                               "only receives")
         boundary_in: list[str] = []
         boundary_out: list[str] = []
         for a, b in g.edges:
@@ -135,7 +144,7 @@ def flatten(graph: nir.NIRGraph) -> FlatGraph:
                         flat.edges.append((s, t))
         # operand names of extension nodes refer to sibling nodes
         for name, node in g.nodes.items():
-            if isinstance(node, SpikeAttention):
+            if isinstance(node, OperandNode):
                 resolved = []
                 for op in node.operand_names:
                     if op not in g.nodes or isinstance(g.nodes[op], (nir.Input, nir.NIRGraph)):
