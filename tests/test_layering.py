@@ -164,6 +164,9 @@ def test_the_lava_plan_covers_every_node_type_the_export_writes():
     models = [build_model(preset("tiny", norm=norm, encoding=encoding, **extra))
               for norm in ("layer", "batch") for encoding in ("repeat", "heaviside")
               for extra in ({}, elastic)]
+    models += [build_model(preset("tiny", block="spike_driven", encoding="repeat", norm=norm,
+                                  attention=attention))
+               for norm in ("layer", "batch") for attention in ("ssa", "sdsa")]
     for model in models:  # elastic amplitudes are set by a first forward pass
         model(*probe_batch(model.config, 2, 0)[:2])
     models.append(PooledSpikingClassifier(PooledClassifierConfig()))

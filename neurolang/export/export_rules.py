@@ -22,14 +22,20 @@ from neurolang.nir.errors import NIRError
 from neurolang.nir.lif import lif_parameters
 from neurolang.nir.nodes import (
     LIF,
+    CoincidenceSum,
     ElasticBiSpike,
     Embedding,
     LayerNorm,
     PositionEmbedding,
     SpikeAttention,
+    SpikeGate,
     Threshold,
     TokenMean,
 )
+
+# ops that compute each token from its inputs alone, the same at every step: computed before
+# the encoder, they are static (the file repeats the input at its boundary)
+_STATELESS = ("embedding", "position_embedding", "linear", "norm", "add")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -64,20 +70,33 @@ class ExportContext:
     problems: list[str] = field(default_factory=list)  # layers that need an extension node
     time_mean_of: dict[str, str] = field(default_factory=dict)
 
+    masks: set[str] = field(default_factory=set)  # the padding mask, folded or not
+
     def __post_init__(self):
         self.consumers = {n: [] for n in self.graph.nodes}
         for node in self.graph.nodes.values():
             for i in node.inputs:
                 self.consumers[i].append(node.name)
+        # the padding mask: the folding nodes and the graph input they fold (which a
+        # primitive before the encoder may take as it is, a norm of the embeddings)
+        for node in self.graph.by_op("fold_mask"):
+            self.masks.add(node.name)
+            self.masks.update(i for i in node.inputs if self.graph.nodes[i].op == "input")
+
+    def note_static(self, node: Node) -> None:
+        """After ``node``'s rule: a stateless per-token op whose data inputs are all static
+        (a norm or a Linear on the embeddings, before the encoder) is static too."""
+        data_in = self.data_in(node)
+        if (node.op in _STATELESS and data_in and all(i in self.static for i in data_in)):
+            self.static.add(node.name)
 
     def with_op(self, names: list[str], op: str) -> list[str]:
         """The traced nodes of ``names`` whose op is ``op``."""
         return [n for n in names if self.graph.nodes[n].op == op]
 
     def data_in(self, node: Node) -> list[str]:
-        """The node's inputs that carry data (not the padding mask's folding)."""
-        mask = self.with_op(node.inputs, "fold_mask")
-        return [i for i in node.inputs if i not in mask]
+        """The node's inputs that carry data (not the padding mask, folded or not)."""
+        return [i for i in node.inputs if i not in self.masks]
 
     def connect(self, src_traced: str, dst: str) -> None:
         edge = (self.alias[src_traced], dst)
@@ -103,8 +122,7 @@ class ExportContext:
 
 def _input(ctx: ExportContext, node: Node) -> None:
     name = node.name
-    users = ctx.consumers[name]
-    if users and len(ctx.with_op(users, "fold_mask")) == len(users):
+    if name in ctx.masks:
         return  # the padding mask: implicit (a sequence is its real tokens)
     ctx.nodes[name] = None  # shape known once a consumer is seen (finish_inputs)
     ctx.alias[name] = name
@@ -246,6 +264,31 @@ def _attention_product(ctx: ExportContext, node: Node) -> None:
         "neurolang.SpikeAttention: (Q K^T) V product of spikes")
 
 
+def _coincidence_sum(ctx: ExportContext, node: Node) -> None:
+    """SDSA's ``scale * sum_tokens K * V``: a ``neurolang.CoincidenceSum`` with the sources of
+    K and V as its operands; its value (and the gate neuron's after it) has no token axis."""
+    module, data_in = node.module, ctx.data_in(node)
+    if len(data_in) != 2:
+        raise NIRError(f"{node.name}: a coincidence sum takes K and V, got {len(data_in)} inputs")
+    d = ctx.width[data_in[0]]
+    operands = [ctx.alias[i] for i in data_in]
+    ctx.add(node.name, CoincidenceSum(
+        np.array([module.scale], dtype=np.float64), np.array([int(module.masked)]),
+        json.dumps(operands), np.array([d])), d, data_in,
+        "neurolang.CoincidenceSum: sum over tokens of K * V spikes (SDSA)")
+
+
+def _spike_gate(ctx: ExportContext, node: Node) -> None:
+    """SDSA's ``Q * G``: a ``neurolang.SpikeGate`` with the sources of Q and G as operands."""
+    data_in = ctx.data_in(node)
+    if len(data_in) != 2:
+        raise NIRError(f"{node.name}: a spike gate takes Q and G, got {len(data_in)} inputs")
+    d = ctx.width[data_in[0]]
+    operands = [ctx.alias[i] for i in data_in]
+    ctx.add(node.name, SpikeGate(json.dumps(operands), np.array([d])), d, data_in,
+            "neurolang.SpikeGate: Q spikes gated per channel (SDSA)")
+
+
 def _token_mean(ctx: ExportContext, node: Node) -> None:
     data_in = ctx.data_in(node)
     d = ctx.width[data_in[0]]
@@ -297,7 +340,8 @@ EXPORT_RULES = OpTable(
         "input": _input, "fold_mask": _fold_mask, "embedding": _embedding,
         "position_embedding": _position_embedding, "encode": _encode, "linear": _linear,
         "norm": _norm, "neuron": _neuron, "add": _add,
-        "attention_product": _attention_product, "token_mean": _token_mean,
+        "attention_product": _attention_product, "coincidence_sum": _coincidence_sum,
+        "spike_gate": _spike_gate, "token_mean": _token_mean,
         "time_mean": _time_mean, "output": _output,
     },
     refused={

@@ -147,6 +147,13 @@ def _attention_product(ctx: ImportContext, name: str, module: nn.Module, node) -
         raise NIRError(f"{name}: attention parameters differ from the configuration")
 
 
+def _coincidence_sum(ctx: ImportContext, name: str, module: nn.Module, node) -> None:
+    if float(node.scale[0]) != module.scale or bool(node.masked[0]) != module.masked:
+        raise NIRError(f"{name}: coincidence-sum parameters (scale {float(node.scale[0])}, "
+                       f"masked {bool(node.masked[0])}) differ from the configuration "
+                       f"({module.scale}, {module.masked})")
+
+
 def _no_parameters(ctx: ImportContext, name: str, module: nn.Module, node) -> None:
     """Nothing to load: the module is fully given by the configuration (the structure was
     checked against the model's own export)."""
@@ -157,6 +164,7 @@ IMPORT_RULES = OpTable(
     rules={
         "embedding": _embedding, "position_embedding": _embedding, "linear": _linear,
         "norm": _norm, "neuron": _neuron, "attention_product": _attention_product,
+        "coincidence_sum": _coincidence_sum, "spike_gate": _no_parameters,
         "encode": _no_parameters, "token_mean": _no_parameters, "time_mean": _no_parameters,
     },
     refused={

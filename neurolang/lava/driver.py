@@ -1,6 +1,7 @@
 """Driving the Lava simulation from the main (torch) environment.
 
-Runs on the torch side but imports torch only inside ``torch_reference`` and ``lava_parity``.
+Runs on the torch side but imports torch only inside ``torch_reference``; it knows no NIR
+export (``neurolang.parity_lava`` exports a model and runs it here).
 ``simulate_lava`` writes the token ids to a temporary ``.npz``, runs ``python -m
 neurolang.lava.run`` in the Lava environment (``.venv-lava``, Python 3.10, no torch), shows
 its progress, and reads back the JSON summary: spike counts per population, sample and step,
@@ -16,19 +17,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from neurolang.errors import NeurolangError
 from neurolang.lava.env import LavaEnvError, require_lava, subprocess_env
 from neurolang.lava.plan import LavaModelError, plan_network
 from neurolang.nir.errors import NIRError
 from neurolang.nir.io import read_metadata, read_nir
 
 
-class LavaError(RuntimeError):
+class LavaError(NeurolangError, RuntimeError):
     """The Lava runner failed."""
 
 
@@ -149,12 +152,29 @@ def _run_with_progress(cmd, total, progress, timeout, description):
     return errors, tail
 
 
+@contextmanager
+def _record_populations(model):
+    """Every population's output by module name: the spiking neurons and a spiking encoder
+    (``neurolang.parity.record_spikes``), and SDSA's spike gates (``Q * G``, spikes too)."""
+    from neurolang.parity import record_spikes
+
+    with record_spikes(model) as record:
+        handles = [module.register_forward_hook(
+            lambda _m, _i, out, name=name: record.__setitem__(name, out.detach()))
+            for name, module in model.named_modules()
+            if getattr(module, "op", None) == "spike_gate"]
+        try:
+            yield record
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
 def torch_reference(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 32,
                     progress: bool = False) -> SimulationResult:
-    """The same summaries from a neurolang model (padded batches, real tokens counted)."""
+    """The same summaries from a neurolang model (padded batches, real tokens counted; a
+    population without token axis, an SDSA gate neuron's (T*B, 1, D), one row a step)."""
     import torch
-
-    from neurolang.parity import record_spikes
 
     ids, lengths = np.asarray(ids), np.asarray(lengths)
     T = model.config.time_steps
@@ -176,11 +196,15 @@ def torch_reference(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int
             width = int(lengths[idx].max())
             batch = torch.as_tensor(ids[idx, :width])
             mask = (torch.arange(width)[None, :] < torch.as_tensor(lengths[idx])[:, None]).long()
-            with record_spikes(model) as rec:
+            with _record_populations(model) as rec:
                 out = model(batch * mask, mask)
             for name, spikes in rec.items():
                 fired = (spikes != 0).to(dtype)  # graded, signed spikes count once
-                s4 = fired.reshape(T, len(idx), width, -1) * mask[None, :, :, None].to(dtype)
+                if fired.dim() == 3 and fired.shape[1] == width:  # (T*B, L, D): real tokens
+                    s4 = (fired.reshape(T, len(idx), width, -1)
+                          * mask[None, :, :, None].to(dtype))
+                else:  # one row per sample and step
+                    s4 = fired.reshape(T, len(idx), 1, -1)
                 counts.setdefault(name, []).append(s4.sum((2, 3)).T.round().long().numpy())
             logits.append(out["logits"].double().numpy())
             per_step.append(out["logits_per_step"].reshape(T, len(idx), -1).transpose(0, 1)
@@ -223,30 +247,6 @@ def compare(reference: SimulationResult, other: SimulationResult,
     return out
 
 
-def lava_parity(config, seed: int = 0, batch_size: int = 4, fixed_point: bool = False,
-                progress: bool = False) -> dict[str, Any]:
-    """``neurolang parity`` for Lava: the model ``run_parity`` builds (realistic firing
-    rates, float64, a padded probe batch) exported to NIR and run in Lava, against the
-    torch backend; per population spikes and count mismatches (per sample and step)."""
-    import torch
-
-    from neurolang.export.nir_export import export_nir
-    from neurolang.models import build_model
-    from neurolang.parity import probe_batch, realistic_init
-
-    torch.manual_seed(seed)
-    model = build_model(config).to(torch.float64).eval()
-    ids, mask, _ = probe_batch(config, batch_size, seed)
-    realistic_init(model, ids, mask, seed)
-    ids_np, lengths = ids.numpy(), mask.sum(1).numpy()
-    with tempfile.TemporaryDirectory(prefix="neurolang-parity-") as tmp:
-        path = export_nir(model, Path(tmp) / "model.nir")
-        lava = simulate_lava(path, ids_np, lengths, fixed_point=fixed_point, progress=progress)
-    report = compare(torch_reference(model, ids_np, lengths), lava)
-    report["wall_time_s"] = lava.wall_time_s
-    return report
-
-
 __all__ = ["LavaEnvError", "LavaError", "LavaModelError", "NIRError", "SimulationResult",
-           "compare", "lava_parity", "pack_ids", "read_metadata", "simulate_lava",
+           "compare", "pack_ids", "read_metadata", "simulate_lava",
            "torch_reference"]

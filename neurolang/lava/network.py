@@ -42,7 +42,8 @@ def _encoder(step: PlannedProcess, run: dict[str, Any]):
         raise ValueError(f"sequences of {max_len} tokens are longer than the "
                          f"position embedding ({pos.shape[0]})")
     return TokenEncoder(ids=ids, embedding=p["embedding"], position=pos,
-                        heaviside=p["heaviside"], x_scale=p["x_scale"], **run["common"])
+                        heaviside=p["heaviside"], x_scale=p["x_scale"], norm=p.get("norm"),
+                        current=p.get("current"), **run["common"])
 
 
 def _dense(step: PlannedProcess, run: dict[str, Any]):
@@ -54,12 +55,17 @@ def _dense(step: PlannedProcess, run: dict[str, Any]):
                       quant=p.get("quant"), **run["common"])
 
 
+def _shape(step: PlannedProcess, run: dict[str, Any]) -> tuple[int, int]:
+    """A population's (token slots, features); one row for a value without token axis."""
+    return (step.params.get("rows") or run["max_len"], step.params["features"])
+
+
 def _lif(step: PlannedProcess, run: dict[str, Any]):
     from lava.proc.lif.process import LIFReset
 
     p, T = step.params, run["time_steps"]
     spec = p["spec"]
-    shape = (run["max_len"], p["features"])
+    shape = _shape(step, run)
     reset = {"reset_interval": T, "reset_offset": (1 + step.latency) % T}
     if run["fixed"]:
         return LIFReset(shape=shape, du=4095, dv=p["dv"], vth=p["vth"], **reset)
@@ -72,7 +78,7 @@ def _reference_lif(step: PlannedProcess, run: dict[str, Any]):
 
     p = step.params
     spec = p["spec"]
-    return ReferenceLIF(shape=(run["max_len"], p["features"]), tau=spec["tau"],
+    return ReferenceLIF(shape=_shape(step, run), tau=spec["tau"],
                         beta=spec["beta"], decay_input=spec["decay_input"],
                         v_threshold=spec["v_threshold"], reset=spec["reset"],
                         comparison=spec["threshold_comparison"], **run["common"])
@@ -82,7 +88,7 @@ def _elastic(step: PlannedProcess, run: dict[str, Any]):
     from neurolang.lava.processes import ElasticBiSpike
 
     p = step.params
-    return ElasticBiSpike(shape=(run["max_len"], p["features"]), alpha=p["alpha"],
+    return ElasticBiSpike(shape=_shape(step, run), alpha=p["alpha"],
                           **run["common"])
 
 
@@ -95,12 +101,27 @@ def _attention(step: PlannedProcess, run: dict[str, Any]):
                           quant=p.get("quant"), **run["common"])
 
 
+def _coincidence(step: PlannedProcess, run: dict[str, Any]):
+    from neurolang.lava.processes import CoincidenceSum
+
+    p = step.params
+    return CoincidenceSum(max_len=run["max_len"], features=p["features"], scale=p["scale"],
+                          gain=p["gain"], quant=p.get("quant"), **run["common"])
+
+
+def _gate(step: PlannedProcess, run: dict[str, Any]):
+    from neurolang.lava.processes import SpikeGate
+
+    return SpikeGate(max_len=run["max_len"], features=step.params["features"],
+                     **run["common"])
+
+
 def _residual(step: PlannedProcess, run: dict[str, Any]):
     from neurolang.lava.processes import Residual
 
     p = step.params
     return Residual(shape=(run["max_len"], p["features"]), b_scale=p["b_scale"],
-                    **run["common"])
+                    current=p.get("current"), **run["common"])
 
 
 def _readout(step: PlannedProcess, run: dict[str, Any]):
@@ -128,11 +149,14 @@ def _logits(step: PlannedProcess, run: dict[str, Any]):
 
 _BUILDERS = {
     "encoder": _encoder, "dense": _dense, "lif": _lif, "ref_lif": _reference_lif,
-    "elastic": _elastic, "attention": _attention, "residual": _residual,
-    "readout": _readout, "classifier": _classifier, "logits": _logits,
+    "elastic": _elastic, "attention": _attention, "coincidence": _coincidence,
+    "gate": _gate, "residual": _residual, "readout": _readout, "classifier": _classifier,
+    "logits": _logits,
 }
-# input ports in the order of a planned process's inputs, and the output port, by kind
+# input ports in the order of a planned process's inputs, and the (default) output port, by
+# kind; a planned process's ``ports`` names another output port of a source (``c_out``)
 _PORTS = {"encoder": ((), "s_out"), "attention": (("q_in", "k_in", "v_in"), "s_out"),
+          "coincidence": (("k_in", "v_in"), "s_out"), "gate": (("q_in", "g_in"), "s_out"),
           "residual": (("a_in", "b_in"), "s_out"), "classifier": (("s_in",), "a_out")}
 _DEFAULT_PORTS = (("a_in",), "s_out")
 
@@ -162,8 +186,8 @@ class LavaNetwork:
             self.procs[step.name] = _BUILDERS[step.kind](step, run)
         for step in plan.steps.values():
             ins = _PORTS.get(step.kind, _DEFAULT_PORTS)[0]
-            for port, src in zip(ins, step.inputs, strict=True):
-                out = _PORTS.get(plan.steps[src].kind, _DEFAULT_PORTS)[1]
+            for i, (port, src) in enumerate(zip(ins, step.inputs, strict=True)):
+                out = step.ports.get(i) or _PORTS.get(plan.steps[src].kind, _DEFAULT_PORTS)[1]
                 getattr(self.procs[src], out).connect(getattr(self.procs[step.name], port))
         self.logits_proc = self.procs["logits"]
         self.total_steps = self.n * T + plan.max_latency
@@ -189,12 +213,17 @@ class LavaNetwork:
             self.done_steps += steps
 
     def attention_sops(self) -> dict[str, dict[str, int]]:
-        """Accumulates counted inside every attention process: ``{step: {sops_qk, sops_av}}``."""
+        """Accumulates counted inside every attention process: ``{step: {sops_qk, sops_av}}``
+        for an attention product, ``{step: {sops}}`` (coincidences) for an SDSA coincidence
+        sum."""
         found = {}
         for name, step in self.plan.steps.items():
             if step.kind == "attention":
                 qk, av = np.rint(np.asarray(self.procs[name].sops.get())).astype(np.int64)
                 found[name] = {"sops_qk": int(qk), "sops_av": int(av)}
+            elif step.kind == "coincidence":
+                (sops,) = np.rint(np.asarray(self.procs[name].sops.get())).astype(np.int64)
+                found[name] = {"sops": int(sops)}
         return found
 
     def results(self) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -5,27 +5,42 @@ and hands every node to its rule, ``PLAN_RULES[node type]``: every type the expo
 (standard NIR and neurolang's extensions) has a rule or a refusal. A rule adds the processes
 that compute the node, or claims nodes that a neighbour's process computes (``fused``):
 
-- ``Input`` (token ids) -> ``neurolang.Embedding`` [-> ``PositionEmbedding``] [-> Heaviside
-  ``Threshold``]: one ``TokenEncoder`` process;
+- ``Input`` (token ids) -> ``neurolang.Embedding`` [-> ``PositionEmbedding``] [-> a norm of
+  the embeddings: a BatchNorm ``Affine`` or a ``neurolang.LayerNorm``] [-> Heaviside
+  ``Threshold``]: one ``TokenEncoder`` process (on the host, as an input is);
 - ``Affine`` [-> ``neurolang.LayerNorm``] on the token stream: ``TokenDense`` (one weight
-  matrix for every token; the LayerNorm fused in);
+  matrix for every token; the LayerNorm fused in); a ``neurolang.LayerNorm`` after anything
+  else: a ``TokenDense`` of identity weights; a Heaviside ``Threshold`` after anything but
+  the embeddings: a ``ReferenceLIF`` with ``beta = 0`` and threshold 0 (floating point
+  only);
 - ``LIF`` (zero reset, ``>``): Lava's own ``LIFReset`` (``du = 1``, ``dv = 1 - beta``,
   ``vth = v_threshold``, reset every ``time_steps`` steps at each sample's first step); the
   input gain of NIR's LIF, ``r dt / tau`` (``1 - beta`` for SpikingJelly's input decay), is
   applied by the process that feeds it; ``neurolang.LIF`` (subtract reset, ``>=``):
-  neurolang's ``ReferenceLIF``; ``neurolang.ElasticBiSpike`` (SpikeLM, graded signed
-  spikes): neurolang's ``ElasticBiSpike`` (floating point only);
-- ``neurolang.SpikeAttention``: ``SpikeAttention``; ``Scale`` of ones with two inputs (the
+  neurolang's ``ReferenceLIF``; a ``LIF`` fed by anything but a dense layer, attention
+  product or coincidence sum of its own (a residual sum or the encoder: a membrane
+  shortcut's neuron reading the stream ``u``): ``ReferenceLIF`` in floating point, Lava's
+  ``LIFReset`` in fixed point, fed by the stream process's ``c_out`` port (its current);
+  ``neurolang.ElasticBiSpike`` (SpikeLM, graded signed spikes): neurolang's
+  ``ElasticBiSpike`` (floating point only); a population after a coincidence sum (the SDSA
+  gate neuron) has one row, no token axis;
+- ``neurolang.SpikeAttention``: ``SpikeAttention``; ``neurolang.CoincidenceSum`` (SDSA):
+  ``CoincidenceSum``; ``neurolang.SpikeGate`` (SDSA): ``SpikeGate``, whose output is a
+  population counted by the layer reading it; ``Scale`` of ones with two inputs (the
   residual sum): ``Residual``;
 - [``LayerNorm`` | ``Affine`` (BatchNorm)] -> ``neurolang.TokenMean``: ``TokenReadout``;
   then the classifier ``Affine``: Lava's own ``Dense`` (graded input, the bias added after)
-  -> ``LogitsReadout``, which stores the logits of every sample and step.
+  -> ``LogitsReadout``, which stores the logits of every sample and step. A head that
+  applies its classifier before the mean (``TokenMean -> Output``) has it as a
+  ``TokenDense`` and an identity ``Dense`` after the readout.
 
 Latency: Lava's ``Dense`` sends the previous step's result, one step late; each process
 knows the number of ``Dense`` before it (``latency``) and files what it receives under the step
 it belongs to, so every count and logit is aligned with the torch backend's step index.
 Fixed point (``fixed_point=True``): integer spikes and currents between processes, with the
-scales of ``neurolang.lava.quantise`` (``docs/lava.md``).
+scales of ``neurolang.lava.quantise`` (``docs/lava.md``): every node's value bounded from the
+parameters (:func:`value_bounds`), one power-of-two scale for the real-valued residual
+stream (:func:`stream_scale`).
 """
 
 from __future__ import annotations
@@ -37,13 +52,17 @@ from typing import Any
 import nir
 import numpy as np
 
+from neurolang.errors import NeurolangError
 from neurolang.lava.quantise import (
     CURRENT_LIMIT,
     STREAM_LIMIT,
+    current_scale,
     pow2_floor,
     quantise_dense,
     quantise_readout,
+    quantise_stream_current,
     summary,
+    value_scale,
 )
 from neurolang.nir.errors import NIRError
 from neurolang.nir.flatten import FlatGraph, flatten
@@ -52,11 +71,13 @@ from neurolang.nir.lif import lif_spec
 from neurolang.nir.nodes import (
     LIF,
     STANDARD_TYPES,
+    CoincidenceSum,
     ElasticBiSpike,
     Embedding,
     LayerNorm,
     PositionEmbedding,
     SpikeAttention,
+    SpikeGate,
     Threshold,
     TokenMean,
     node_type,
@@ -64,7 +85,7 @@ from neurolang.nir.nodes import (
 from neurolang.op_table import OpTable
 
 
-class LavaModelError(ValueError):
+class LavaModelError(NeurolangError, ValueError):
     """The graph contains something the Lava runner cannot simulate."""
 
 
@@ -73,11 +94,14 @@ class PlannedProcess:
     """One Lava process of the plan."""
 
     name: str  # the graph node whose value this process outputs
-    kind: str  # encoder, dense, lif, ref_lif, elastic, attention, residual, readout,
-    # classifier, logits
+    kind: str  # encoder, dense, lif, ref_lif, elastic, attention, coincidence, gate,
+    # residual, readout, classifier, logits
     inputs: list[str]  # the planned processes feeding its ports, in port order
     params: dict[str, Any] = field(default_factory=dict)
     latency: int = 0
+    # input index -> the output port of its source when not the source's default
+    # (``c_out``: the LIF current a stream process sends besides the stream)
+    ports: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,8 +132,11 @@ class Planner:
     """What the rules of one plan share: the graph, and the plan being built.
 
     ``made`` maps a node to the process that produces its value; ``spiking`` holds the nodes
-    whose value is a spike population; ``bound`` and ``scale`` (fixed point) the largest
-    ``|value|`` of each stream and its integer units per 1.0.
+    whose value is a spike population; ``bound`` the largest ``|value|`` of every node
+    (:func:`value_bounds`) and ``scale`` (fixed point) its integer units per 1.0;
+    ``stream_scale`` the one scale of the real-valued residual stream (fixed point);
+    ``single_row`` the nodes whose value has no token axis (one row per step: an SDSA
+    coincidence sum and the gate neuron after it).
     """
 
     flat: FlatGraph
@@ -124,6 +151,8 @@ class Planner:
     bound: dict[str, float] = field(default_factory=dict)
     scale: dict[str, float] = field(default_factory=dict)
     fused: set[str] = field(default_factory=set)
+    single_row: set[str] = field(default_factory=set)
+    stream_scale: float = 1.0
     classes: int = 0
 
     @property
@@ -169,43 +198,63 @@ class Planner:
 # Rules: (planner, node name, node)
 
 
+def _embedding_norm(node) -> tuple | None:
+    """The encoder's form of a norm of the embeddings: ``("affine", scale, shift)`` for an
+    evaluation BatchNorm (a diagonal ``Affine``), ``("layer", weight, bias, eps)``; None for
+    anything else."""
+    if isinstance(node, LayerNorm):
+        return ("layer", node.weight, node.bias, float(node.eps.reshape(-1)[0]))
+    if isinstance(node, nir.Affine) and (node.metadata or {}).get("neurolang.op") == "batch_norm":
+        w = np.asarray(node.weight, np.float64)
+        if w.ndim == 2 and w.shape[0] == w.shape[1] and np.array_equal(w, np.diag(np.diag(w))):
+            return ("affine", np.diag(w).copy(), np.asarray(node.bias, np.float64))
+    return None
+
+
 def _token_encoder(ctx: Planner, name: str, node) -> None:
+    """``Input`` (ids) -> ``Embedding`` [-> ``PositionEmbedding``] [-> a norm of the
+    embeddings] [-> Heaviside]: one ``TokenEncoder``, computed on the host (the norm too: a
+    BatchNorm is an affine map of the input, a LayerNorm runs before the encoding as the
+    input's own computation)."""
     nodes = ctx.nodes
     if (node.metadata or {}).get("neurolang.input") != "token_ids":
         ctx.fail(name, "the Lava runner takes token ids as input")
+
+    def only_consumer(n: str) -> str | None:
+        users = ctx.consumers(n)
+        return users[0] if len(users) == 1 else None
+
     chain = [name]
-    while True:
-        users = ctx.consumers(chain[-1])
-        nxt = users[0] if len(users) == 1 else None
-        allowed = (Embedding,) if len(chain) == 1 else (PositionEmbedding, nir.Threshold,
-                                                         Threshold)
-        if nxt is None or not isinstance(nodes[nxt], allowed):
-            break
-        chain.append(nxt)
-        if isinstance(nodes[nxt], (nir.Threshold, Threshold)):
-            break
-    if len(chain) < 2:
+    first = only_consumer(name)
+    if first is None or not isinstance(nodes[first], Embedding):
         ctx.fail(name, "token ids must feed a neurolang.Embedding")
-    params = {"embedding": nodes[chain[1]].weight, "position": None, "heaviside": None}
+    chain.append(first)
+    params = {"embedding": nodes[first].weight, "position": None, "norm": None,
+              "heaviside": None}
+    stages = (
+        lambda n: isinstance(n, PositionEmbedding),
+        lambda n: _embedding_norm(n) is not None,
+        lambda n: isinstance(n, (nir.Threshold, Threshold)),
+    )
+    for accepts in stages:
+        nxt = only_consumer(chain[-1])
+        if nxt is not None and accepts(nodes[nxt]):
+            chain.append(nxt)
     for c in chain[2:]:
         n = nodes[c]
         if isinstance(n, PositionEmbedding):
             params["position"] = n.weight
-        else:
+        elif isinstance(n, (nir.Threshold, Threshold)):
             if np.any(np.asarray(n.threshold) != 0):
                 ctx.fail(c, "only a Heaviside at 0 is supported")
             params["heaviside"] = getattr(n, "comparison", ">")
             ctx.spiking.add(c)
+        else:
+            params["norm"] = _embedding_norm(n)
     last = chain[-1]
-    if params["heaviside"]:
-        ctx.bound[last], ctx.scale[last] = 1.0, 1.0
-    else:  # a real-valued stream: graded integers in units of 1/x_scale
-        top = float(np.max(np.abs(params["embedding"])))
-        if params["position"] is not None:
-            top += float(np.max(np.abs(params["position"])))
-        residuals = sum(isinstance(n, nir.Scale) for n in nodes.values())
-        ctx.bound[last] = top
-        ctx.scale[last] = pow2_floor(STREAM_LIMIT / (top + residuals + 1e-12))
+    # a real-valued stream: graded integers in units of 1 / stream_scale (fixed point)
+    ctx.stream_scale = stream_scale(ctx.flat, ctx.bound, last)
+    ctx.scale[last] = 1.0 if params["heaviside"] else ctx.stream_scale
     params["x_scale"] = ctx.scale[last] if ctx.fixed_point else 1.0
     ctx.steps[last] = PlannedProcess(last, "encoder", [], params)
     ctx.fused.update(chain)
@@ -230,15 +279,35 @@ def _affine(ctx: Planner, name: str, node) -> None:
         ln = nodes[out]
         layer_norm = (ln.weight, ln.bias, float(ln.eps.reshape(-1)[0]))
         ctx.fused.add(out)
+    _dense(ctx, name, out, src, np.asarray(node.weight, np.float64),
+           np.asarray(node.bias, np.float64), layer_norm)
+
+
+def _dense(ctx: Planner, name: str, out: str, src: str, weight: np.ndarray, bias: np.ndarray,
+           layer_norm) -> None:
+    """A ``TokenDense`` computing ``out`` (``name``, or the LayerNorm fused after it) from
+    ``src``: the input gain of the LIF it alone feeds applied, the spikes it reads counted.
+
+    Fixed point: integer currents for the Lava LIF it feeds; a layer that feeds residual sums
+    only (a membrane shortcut's branch, ``u + Norm(W s)``) sends graded integers in the
+    stream's units, one that feeds the mean over tokens (a head ``mean_tokens W s``) in units
+    of its own bound."""
     spec = ctx.feeds_lif(out)
     gain = lif_gain(spec) if spec else 1.0
     count = src in ctx.spiking and src not in ctx.populations
-    params = {"weight": np.asarray(node.weight, np.float64),
-              "bias": np.asarray(node.bias, np.float64), "layer_norm": layer_norm,
-              "gain": gain, "count": count}
+    params = {"weight": weight, "bias": bias, "layer_norm": layer_norm, "gain": gain,
+              "count": count}
     if ctx.fixed_point:
+        out_scale = None
+        users = ctx.consumer_types(out)
+        if spec is None and users and all(u == "Scale" for u in users):
+            out_scale = ctx.stream_scale
+        elif spec is None and users == [TokenMean.TYPE]:
+            out_scale = value_scale(ctx.bound[out])
         params.update(quantise_dense(name, params, ctx.bound.get(src, math.inf),
-                                     ctx.scale.get(src, 1.0), spec, ctx.fail))
+                                     ctx.scale.get(src, 1.0), spec, ctx.fail, out_scale))
+        if out_scale is not None:
+            ctx.scale[out] = out_scale
     ctx.steps[out] = PlannedProcess(out, "dense", [ctx.made[src]], params)
     if count:
         ctx.register(src, out, 0)
@@ -246,14 +315,39 @@ def _affine(ctx: Planner, name: str, node) -> None:
 
 
 def _layer_norm(ctx: Planner, name: str, node) -> None:
-    """Fused into the dense layer before it (``_affine``) or into the readout after it; any
-    other LayerNorm has no process."""
-    if ctx.consumer_types(name) != ["neurolang.TokenMean"]:
-        ctx.fail(name, "no Lava process for this node type")
+    """Fused into the dense layer before it (``_affine``), into the encoder (a norm of the
+    embeddings, ``_token_encoder``) or into the readout after it; any other LayerNorm is a
+    ``TokenDense`` of identity weights with the LayerNorm fused in (``x I^T + 0 = x``
+    exactly)."""
+    if ctx.consumer_types(name) == ["neurolang.TokenMean"]:
+        return
+    src = ctx.source(name)
+    d = int(np.asarray(node.weight).size)
+    _dense(ctx, name, name, src, np.eye(d), np.zeros(d),
+           (node.weight, node.bias, float(node.eps.reshape(-1)[0])))
+
+
+def _threshold(ctx: Planner, name: str, node) -> None:
+    """A Heaviside the ``TokenEncoder`` does not hold (one after a norm of the embeddings):
+    neurolang's ``ReferenceLIF`` with ``beta = 0`` and threshold 0, so ``h = 0 * v + x = x``
+    exactly and ``s = [x > 0]`` (or ``>=``); floating point only."""
+    if np.any(np.asarray(node.threshold) != 0):
+        ctx.fail(name, "only a Heaviside at 0 is supported")
+    if ctx.fixed_point:
+        ctx.fail(name, "fixed point runs a Heaviside in the token encoder only (right after "
+                       "the embeddings)")
+    src = ctx.source(name)
+    spec = {"tau": 1.0, "beta": 0.0, "decay_input": False, "v_threshold": 0.0,
+            "reset": "zero", "threshold_comparison": getattr(node, "comparison", ">")}
+    ctx.steps[name] = PlannedProcess(name, "ref_lif", [ctx.made[src]],
+                                     {"spec": spec, "features": int(node.threshold.size)})
+    ctx.made[name] = name
+    ctx.spiking.add(name)
+    ctx.bound[name], ctx.scale[name] = 1.0, 1.0
 
 
 def _encoder_part(ctx: Planner, name: str, node) -> None:
-    """Embeddings and Heavisides run in the ``TokenEncoder`` of the input they follow
+    """Embeddings run in the ``TokenEncoder`` of the input they follow
     (``_token_encoder``); anywhere else they have no process."""
     ctx.fail(name, "no Lava process for this node type")
 
@@ -264,9 +358,19 @@ def _elastic_bispike(ctx: Planner, name: str, node) -> None:
     if alpha.size != ctx.time_steps:
         ctx.fail(name, f"{alpha.size} spike amplitudes for {ctx.time_steps} time steps")
     ctx.steps[name] = PlannedProcess(name, "elastic", [ctx.made[src]],
-                                     {"alpha": alpha, "features": int(node.features[0])})
+                                     {"alpha": alpha, "features": int(node.features[0]),
+                                      "rows": _rows(ctx, name, src)})
     ctx.made[name] = name
     ctx.spiking.add(name)
+
+
+def _rows(ctx: Planner, name: str, src: str) -> int | None:
+    """1 for a population on a value without token axis (an SDSA gate), else None (one row
+    per token slot); ``name`` inherits it from ``src``."""
+    if src in ctx.single_row:
+        ctx.single_row.add(name)
+        return 1
+    return None
 
 
 def _lif(ctx: Planner, name: str, node) -> None:
@@ -276,18 +380,40 @@ def _lif(ctx: Planner, name: str, node) -> None:
     if not standard and ctx.fixed_point:
         ctx.fail(name, "fixed point runs Lava's bit-accurate LIF: zero reset and '>' only")
     producer = ctx.steps[ctx.made[src]]
-    if standard and producer.kind not in ("dense", "attention"):
-        ctx.fail(name, "a LIF must follow a dense layer or an attention product")
-    params = {"spec": spec, "features": int(node.v_threshold.size)}
+    port, quant = None, None
+    # Lava's LIF takes its input gain from the process feeding it: a dense layer, attention
+    # product or coincidence sum whose only consumer it is (``feeds_lif``). Fed by anything
+    # else (a residual sum, the encoder: a membrane shortcut's neuron reading the stream ``u``)
+    # it runs, in floating point, as neurolang's ReferenceLIF, whose own formula applies the
+    # gain; in fixed point as Lava's LIF fed by the stream process's second port, ``c_out``,
+    # which sends the current ``round(u * gain * a_scale)`` besides the stream.
+    if standard and (producer.kind not in ("dense", "attention", "coincidence")
+                     or ctx.feeds_lif(src) is None):
+        if not ctx.fixed_point:
+            standard = False
+        elif producer.kind in ("encoder", "residual"):
+            quant = quantise_stream_current(spec["v_threshold"], lif_gain(spec),
+                                            ctx.bound[src], ctx.scale.get(src, 1.0))
+            if producer.params.get("current") not in (None, quant):
+                ctx.fail(name, f"{src!r} already sends the current of another LIF "
+                               "population, with other parameters")
+            producer.params["current"] = quant
+            port = "c_out"
+        else:
+            ctx.fail(name, f"fixed point runs Lava's LIF, whose input gain the dense layer or "
+                           f"attention product feeding only it applies; {src!r} "
+                           f"({producer.kind}) feeds it")
+    params = {"spec": spec, "features": int(node.v_threshold.size),
+              "rows": _rows(ctx, name, src)}
     if ctx.fixed_point:
-        q = producer.params["quant"]
+        q = quant if quant is not None else producer.params["quant"]
         params["vth"] = int(round(spec["v_threshold"] * q["a_scale"]))
         params["dv"] = int(round((1.0 - spec["beta"]) * 4096))
     ctx.steps[name] = PlannedProcess(name, "lif" if standard else "ref_lif", [ctx.made[src]],
-                                     params)
+                                     params, ports={0: port} if port else {})
     ctx.made[name] = name
     ctx.spiking.add(name)
-    ctx.bound[name], ctx.scale[name] = 1.0, 1.0
+    ctx.scale[name] = 1.0
 
 
 def _spike_attention(ctx: Planner, name: str, node) -> None:
@@ -313,6 +439,52 @@ def _spike_attention(ctx: Planner, name: str, node) -> None:
     ctx.made[name] = name
 
 
+def _coincidence_sum(ctx: Planner, name: str, node) -> None:
+    """SDSA's ``scale * sum_tokens K * V``: neurolang's ``CoincidenceSum`` (K and V counted,
+    the coincidences too), one row per step, the input gain of the gate neuron applied."""
+    ops = ctx.flat.operands(name)
+    for op in ops:
+        if op not in ctx.spiking:
+            ctx.fail(name, f"operand {op!r} is not a spike population")
+        if op in ctx.single_row:
+            ctx.fail(name, f"operand {op!r} has no token axis")
+    spec = ctx.feeds_lif(name)
+    params = {"scale": float(node.scale[0]), "gain": lif_gain(spec) if spec else 1.0,
+              "features": int(node.features[0])}
+    if ctx.fixed_point:
+        if spec is None:
+            ctx.fail(name, "fixed point needs Lava's LIF after the coincidence sum")
+        # |scale * sum_l K V| <= L * scale for binary spikes
+        top = _max_len(ctx.nodes) * abs(params["scale"]) * params["gain"]
+        params["quant"] = {"a_scale": current_scale(spec["v_threshold"], top),
+                           "a_limit": CURRENT_LIMIT}
+    ctx.steps[name] = PlannedProcess(name, "coincidence", [ctx.made[o] for o in ops], params)
+    for i, op in enumerate(ops):
+        ctx.register(op, name, i)
+    ctx.made[name] = name
+    ctx.single_row.add(name)
+
+
+def _spike_gate(ctx: Planner, name: str, node) -> None:
+    """SDSA's ``Q * G``: neurolang's ``SpikeGate`` (Q and G counted); its output is a spike
+    population, counted by the layer that reads it."""
+    ops = ctx.flat.operands(name)
+    for op in ops:
+        if op not in ctx.spiking:
+            ctx.fail(name, f"operand {op!r} is not a spike population")
+    q, g = ops
+    if q in ctx.single_row or g not in ctx.single_row:
+        ctx.fail(name, f"it gates the tokens of {q!r} by one row, {g!r}: the gate must follow "
+                       "a coincidence sum")
+    ctx.steps[name] = PlannedProcess(name, "gate", [ctx.made[q], ctx.made[g]],
+                                     {"features": int(node.features[0])})
+    for i, op in enumerate(ops):
+        ctx.register(op, name, i)
+    ctx.made[name] = name
+    ctx.spiking.add(name)
+    ctx.scale[name] = 1.0
+
+
 def _residual(ctx: Planner, name: str, node) -> None:
     srcs = ctx.flat.sources(name)
     if len(srcs) != 2 or np.any(np.asarray(node.scale) != 1):
@@ -320,6 +492,8 @@ def _residual(ctx: Planner, name: str, node) -> None:
     uncounted = [s for s in srcs if s in ctx.spiking and s not in ctx.populations]
     b = uncounted[0] if uncounted else srcs[1]
     a = srcs[0] if b == srcs[1] else srcs[1]
+    if not uncounted and ctx.scale.get(b, 1.0) > ctx.scale.get(a, 1.0):
+        a, b = b, a  # fixed point: the finer operand sets the sum's units
     for s in (a, b):
         if s not in ctx.made:
             ctx.fail(name, f"its input {s!r} is not computed by any process")
@@ -331,7 +505,6 @@ def _residual(ctx: Planner, name: str, node) -> None:
                                       "b_scale": float(b_scale) if ctx.fixed_point else 1.0})
     ctx.register(b, name, 0)
     ctx.made[name] = name
-    ctx.bound[name] = ctx.bound.get(a, math.inf) + ctx.bound.get(b, math.inf)
     ctx.scale[name] = ctx.scale.get(a, 1.0)
 
 
@@ -348,7 +521,7 @@ def _token_readout(ctx: Planner, name: str, node) -> None:
         ln = nodes[pre]
         params["layer_norm"] = (ln.weight, ln.bias, float(ln.eps.reshape(-1)[0]))
         pre = ctx.source(pre)
-    elif isinstance(nodes[pre], nir.Affine):
+    elif isinstance(nodes[pre], nir.Affine) and pre not in ctx.made:  # BatchNorm (_affine)
         aff = nodes[pre]
         params["affine"] = (np.asarray(aff.weight, np.float64),
                             np.asarray(aff.bias, np.float64))
@@ -356,16 +529,23 @@ def _token_readout(ctx: Planner, name: str, node) -> None:
     elif pre not in ctx.made:
         ctx.fail(name, f"its input {pre!r} is not computed by any process")
     users = ctx.consumers(name)
-    if len(users) != 1 or not isinstance(nodes[users[0]], nir.Affine):
-        ctx.fail(name, "the mean over tokens must feed one classifier Affine")
-    clf_name = users[0]
-    clf = nodes[clf_name]
-    outs = ctx.consumers(clf_name)
-    if not outs or not all(isinstance(nodes[o], nir.Output) for o in outs):
-        ctx.fail(clf_name, "the classifier must feed the graph's Output")
-    weight = np.asarray(clf.weight, np.float64)
+    if users and all(isinstance(nodes[u], nir.Output) for u in users):
+        # the classifier came before the mean (a head ``mean_tokens W s`` reading spikes):
+        # the mean is the logits, which Lava's Dense passes on with identity weights
+        clf_name, outs, d = f"{name}.identity", users, params["features"]
+        weight, bias = np.eye(d), np.zeros(d)
+    else:
+        if len(users) != 1 or not isinstance(nodes[users[0]], nir.Affine):
+            ctx.fail(name, "the mean over tokens must feed one classifier Affine or the "
+                           "graph's Output")
+        clf_name = users[0]
+        clf = nodes[clf_name]
+        outs = ctx.consumers(clf_name)
+        if not outs or not all(isinstance(nodes[o], nir.Output) for o in outs):
+            ctx.fail(clf_name, "the classifier must feed the graph's Output")
+        weight, bias = np.asarray(clf.weight, np.float64), np.asarray(clf.bias, np.float64)
     ctx.classes = weight.shape[0]
-    cparams = {"weight": weight, "bias": np.asarray(clf.bias, np.float64)}
+    cparams = {"weight": weight, "bias": bias}
     if ctx.fixed_point:
         quantise_readout(params, cparams, ctx.bound.get(pre, math.inf), ctx.fail, name)
         params["quant"]["x_scale"] = ctx.scale.get(pre, 1.0)
@@ -374,7 +554,7 @@ def _token_readout(ctx: Planner, name: str, node) -> None:
     ctx.steps["logits"] = PlannedProcess("logits", "logits", [clf_name], {
         "bias": cparams["bias"], "classes": ctx.classes,
         "out_scale": cparams.get("out_scale", 1.0)}, latency=1)
-    ctx.fused.update([clf_name, *outs])
+    ctx.fused.update([clf_name, *outs] if clf_name in nodes else outs)
     ctx.made[name] = name
 
 
@@ -384,14 +564,15 @@ def _output(ctx: Planner, name: str, node) -> None:
 
 
 _STANDARD_RULES = {"Input": _token_encoder, "Affine": _affine, "LIF": _lif,
-                   "Scale": _residual, "Threshold": _encoder_part, "Output": _output}
+                   "Scale": _residual, "Threshold": _threshold, "Output": _output}
 PLAN_RULES = OpTable(
     "Lava",
     rules={
         **_STANDARD_RULES,
         Embedding.TYPE: _encoder_part, PositionEmbedding.TYPE: _encoder_part,
-        Threshold.TYPE: _encoder_part, LayerNorm.TYPE: _layer_norm,
-        SpikeAttention.TYPE: _spike_attention, TokenMean.TYPE: _token_readout,
+        Threshold.TYPE: _threshold, LayerNorm.TYPE: _layer_norm,
+        SpikeAttention.TYPE: _spike_attention, CoincidenceSum.TYPE: _coincidence_sum,
+        SpikeGate.TYPE: _spike_gate, TokenMean.TYPE: _token_readout,
         LIF.TYPE: _lif, ElasticBiSpike.TYPE: _elastic_bispike,
     },
     # standard types neurolang never writes (NIRGraph: flattened before planning)
@@ -412,6 +593,7 @@ def plan_network(graph: nir.NIRGraph, fixed_point: bool = False,
     flat = flatten(graph)
     order = flat.topological_order()
     ctx = Planner(flat, float(meta["dt"]), int(meta["time_steps"]), fixed_point, exact_lif)
+    ctx.bound = value_bounds(flat, order)
     if fixed_point:
         elastic = [k for k, n in flat.nodes.items() if isinstance(n, ElasticBiSpike)]
         if elastic:
@@ -438,8 +620,59 @@ def plan_network(graph: nir.NIRGraph, fixed_point: bool = False,
             q = s.params.get("quant")
             if q:
                 quant[s.name] = {k: summary(v) for k, v in q.items()}
+            if s.ports:  # a LIF reading the stream: the current its stream process sends
+                q = ctx.steps[s.inputs[0]].params["current"]
+                quant[s.name] = {k: summary(v) for k, v in q.items()}
+        if any(isinstance(n, nir.Scale) for n in flat.nodes.values()):
+            quant["stream"] = {"x_scale": ctx.stream_scale}
     return Plan(ctx.steps, ctx.populations, ctx.time_steps, ctx.dt, fixed_point, ctx.classes,
                 quant)
+
+
+def value_bounds(flat: FlatGraph, order: list[str]) -> dict[str, float]:
+    """An upper bound of ``|value|`` for every node, in topological order, from the
+    parameters alone (binary spikes are bounded by 1): what fixed point scales by."""
+    nodes, max_len = flat.nodes, _max_len(flat.nodes)
+    bound: dict[str, float] = {}
+    for name in order:
+        node = nodes[name]
+        ins = [bound[s] for s in flat.operands(name)]
+        x = sum(ins)  # the sum of the incoming edges (NIR), or the first operand
+        if isinstance(node, Embedding):
+            b = float(np.max(np.abs(node.weight)))
+        elif isinstance(node, PositionEmbedding):
+            b = x + float(np.max(np.abs(node.weight)))
+        elif isinstance(node, nir.Affine):
+            w, bias = np.asarray(node.weight, np.float64), np.asarray(node.bias, np.float64)
+            b = float(np.max(np.abs(w).sum(1) * x + np.abs(bias)))
+        elif isinstance(node, LayerNorm):
+            d = int(np.asarray(node.weight).size)
+            b = (math.sqrt(max(d - 1, 1)) * float(np.max(np.abs(node.weight)))
+                 + float(np.max(np.abs(node.bias))))
+        elif isinstance(node, (nir.LIF, LIF, nir.Threshold, Threshold)):
+            b = 1.0
+        elif isinstance(node, ElasticBiSpike):
+            b = float(np.max(node.alpha))
+        elif isinstance(node, nir.Scale):
+            b = x * float(np.max(np.abs(node.scale)))
+        elif isinstance(node, SpikeAttention):
+            head = int(node.features[0]) // int(node.num_heads[0])
+            b = float(np.prod(ins)) * max_len * head * abs(float(node.scale[0]))
+        elif isinstance(node, CoincidenceSum):
+            b = float(np.prod(ins)) * max_len * abs(float(node.scale[0]))
+        elif isinstance(node, SpikeGate):
+            b = float(np.prod(ins))
+        else:  # Input (ids: not a value), TokenMean and Output (their input's bound)
+            b = x
+        bound[name] = b
+    return bound
+
+
+def stream_scale(flat: FlatGraph, bound: dict[str, float], encoded: str) -> float:
+    """The one power-of-two scale of the real-valued residual stream (fixed point): every
+    residual sum and the encoder's output (``encoded``) within 24-bit payloads."""
+    sums = [bound[k] for k, n in flat.nodes.items() if isinstance(n, nir.Scale)]
+    return pow2_floor(STREAM_LIMIT / (max([bound[encoded], *sums]) + 1e-12))
 
 
 def _max_len(nodes) -> int:

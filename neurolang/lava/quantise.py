@@ -45,27 +45,56 @@ def _int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int32), scale
 
 
-def quantise_dense(name, params, x_bound, x_scale, spec, fail) -> dict:
+def dense_top(params, x_bound) -> float:
+    """A bound on ``|Norm(x W^T + b)|`` of a token-wise dense layer whose input is bounded by
+    ``x_bound`` (a LayerNorm's output: ``sqrt(D - 1) max|g| + max|b|``), before its gain."""
+    if params["layer_norm"] is not None:
+        g, b, _ = params["layer_norm"]
+        d = params["weight"].shape[0]
+        return math.sqrt(max(d - 1, 1)) * float(np.max(np.abs(g))) + float(np.max(np.abs(b)))
+    return float(np.max(np.abs(params["weight"]).sum(1) * x_bound + np.abs(params["bias"])))
+
+
+def value_scale(bound: float) -> float:
+    """The power-of-two scale of graded values bounded by ``bound`` (24-bit payloads)."""
+    return pow2_floor(STREAM_LIMIT / max(bound, 1e-12))
+
+
+def current_scale(v_threshold: float, bound: float) -> float:
+    """The power-of-two ``a_scale`` of a Lava LIF's input current bounded by ``bound``:
+    ``|current| a_scale <= 2^16`` and ``v_threshold a_scale <= 2^16``."""
+    return pow2_floor(min(CURRENT_LIMIT / v_threshold, CURRENT_LIMIT / max(bound, 1e-12)))
+
+
+def quantise_dense(name, params, x_bound, x_scale, spec, fail, out_scale=None) -> dict:
     """A token-wise dense layer's integer weights and scales (``fail(name, why)`` if it cannot
     run in fixed point): its input has bound ``x_bound`` and ``x_scale`` units per 1.0, and
-    it feeds Lava's LIF of specification ``spec``."""
-    if spec is None:
+    it feeds Lava's LIF of specification ``spec`` (currents ``round(c * a_scale)``), or,
+    with ``spec`` None, sends graded values ``round(y * out_scale)`` (into the residual
+    stream, or to the readout)."""
+    if spec is None and out_scale is None:
         fail(name, "fixed point needs Lava's LIF after each dense layer")
     if not math.isfinite(x_bound):
         fail(name, "fixed point needs a bounded input stream")
     w_q, w_scale = _int8_rows(params["weight"])
     if float(np.max(np.abs(w_q).sum(1))) * x_bound * x_scale >= 2.0 ** 53:
         fail(name, "its integer accumulator would exceed 2^53")
-    if params["layer_norm"] is not None:
-        g, b, _ = params["layer_norm"]
-        d = params["weight"].shape[0]
-        top = math.sqrt(max(d - 1, 1)) * float(np.max(np.abs(g))) + float(np.max(np.abs(b)))
+    if spec is None:
+        a_scale, limit = float(out_scale), STREAM_LIMIT
     else:
-        top = float(np.max(np.abs(params["weight"]).sum(1) * x_bound + np.abs(params["bias"])))
-    top = max(top * params["gain"], 1e-12)
-    a_scale = pow2_floor(min(CURRENT_LIMIT / spec["v_threshold"], CURRENT_LIMIT / top))
+        top = max(dense_top(params, x_bound) * params["gain"], 1e-12)
+        a_scale, limit = current_scale(spec["v_threshold"], top), CURRENT_LIMIT
     return {"weight": w_q, "quant": {"w_scale": w_scale, "x_scale": x_scale,
-                                     "a_scale": a_scale, "a_limit": CURRENT_LIMIT}}
+                                     "a_scale": a_scale, "a_limit": limit}}
+
+
+def quantise_stream_current(v_threshold: float, gain: float, bound: float,
+                            x_scale: float) -> dict:
+    """The current a stream process (encoder, residual) sends a Lava LIF reading the stream
+    (bounded by ``bound``, ``x_scale`` units per 1.0): ``round(u * gain * a_scale)``."""
+    a_scale = current_scale(v_threshold, bound * gain)
+    return {"gain": float(gain), "a_scale": a_scale, "x_scale": float(x_scale),
+            "a_limit": CURRENT_LIMIT}
 
 
 def quantise_readout(params, cparams, x_bound, fail, name) -> None:

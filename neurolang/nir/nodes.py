@@ -139,35 +139,19 @@ class LayerNorm(ExtensionNode):
         return {k: data[k] for k in ("weight", "bias", "eps")}
 
 
-@dataclass(eq=False)
-class SpikeAttention(ExtensionNode):
-    """SpikeBERT's attention product, per head: ``Y = (Q K^T) V * scale`` (no softmax).
+class OperandNode:
+    """A node whose incoming edges are separate operands, not a sum: ``operands`` (a JSON
+    list of sibling node names, in operand order) names their sources. ``OPERANDS`` is how
+    many it takes."""
 
-    Its incoming edges are NOT summed: they are three operands, named in ``operands``
-    (the source nodes of Q, K, V in this order, in the same graph).
-    """
+    OPERANDS: ClassVar[int] = 0
 
-    TYPE: ClassVar[str] = "neurolang.SpikeAttention"
-    num_heads: np.ndarray
-    scale: np.ndarray
-    masked: np.ndarray
-    operands: str  # JSON list of the three source node names
-    features: np.ndarray
-
-    def __post_init__(self):
-        self.num_heads = _array(self.num_heads, np.int64)
-        self.scale = _array(self.scale)
-        self.masked = _array(self.masked, np.int64)
-        self.features = _array(self.features, np.int64)
+    def _check_operands(self) -> None:
         self.operands = as_text(self.operands)
         names = self.operand_names
-        if len(names) != 3 or len(set(names)) != 3:
-            raise NIRError(f"{self.TYPE}: operands must name three distinct nodes, got {names}")
-        d, h = _scalar(self.features, int), _scalar(self.num_heads, int)
-        if h < 1 or d % h:
-            raise NIRError(f"{self.TYPE}: {d} features do not split into {h} heads")
-        self.input_type = {"input": np.array([d])}
-        self.output_type = {"output": np.array([d])}
+        if len(names) != self.OPERANDS or len(set(names)) != self.OPERANDS:
+            raise NIRError(f"{self.TYPE}: operands must name {self.OPERANDS} distinct nodes, "
+                           f"got {names}")
 
     @property
     def operand_names(self) -> list[str]:
@@ -179,9 +163,88 @@ class SpikeAttention(ExtensionNode):
             raise NIRError(f"{self.TYPE}: operands must be a list of node names")
         return names
 
+
+@dataclass(eq=False)
+class SpikeAttention(OperandNode, ExtensionNode):
+    """SpikeBERT's attention product, per head: ``Y = (Q K^T) V * scale`` (no softmax).
+
+    Its incoming edges are NOT summed: they are three operands, named in ``operands``
+    (the source nodes of Q, K, V in this order, in the same graph).
+    """
+
+    TYPE: ClassVar[str] = "neurolang.SpikeAttention"
+    OPERANDS: ClassVar[int] = 3
+    num_heads: np.ndarray
+    scale: np.ndarray
+    masked: np.ndarray
+    operands: str  # JSON list of the three source node names
+    features: np.ndarray
+
+    def __post_init__(self):
+        self.num_heads = _array(self.num_heads, np.int64)
+        self.scale = _array(self.scale)
+        self.masked = _array(self.masked, np.int64)
+        self.features = _array(self.features, np.int64)
+        self._check_operands()
+        d, h = _scalar(self.features, int), _scalar(self.num_heads, int)
+        if h < 1 or d % h:
+            raise NIRError(f"{self.TYPE}: {d} features do not split into {h} heads")
+        self.input_type = {"input": np.array([d])}
+        self.output_type = {"output": np.array([d])}
+
     @classmethod
     def _convert(cls, data):
         return {k: data[k] for k in ("num_heads", "scale", "masked", "operands", "features")}
+
+
+@dataclass(eq=False)
+class CoincidenceSum(OperandNode, ExtensionNode):
+    """The key-value half of spike-driven self-attention (SDSA): per channel,
+    ``g = scale * sum over the tokens of K * V``; (L, D) and (L, D) -> (D,), one row per step
+    (the token axis ends here). Two operands, ``K`` and ``V`` in this order."""
+
+    TYPE: ClassVar[str] = "neurolang.CoincidenceSum"
+    OPERANDS: ClassVar[int] = 2
+    scale: np.ndarray
+    masked: np.ndarray
+    operands: str  # JSON list: the source nodes of K and V
+    features: np.ndarray
+
+    def __post_init__(self):
+        self.scale = _array(self.scale)
+        self.masked = _array(self.masked, np.int64)
+        self.features = _array(self.features, np.int64)
+        self._check_operands()
+        if self.scale.size != 1 or not np.isfinite(self.scale[0]):
+            raise NIRError(f"{self.TYPE}: scale must be one finite number")
+        d = np.array([_scalar(self.features, int)])
+        self.input_type, self.output_type = {"input": d}, {"output": d.copy()}
+
+    @classmethod
+    def _convert(cls, data):
+        return {k: data[k] for k in ("scale", "masked", "operands", "features")}
+
+
+@dataclass(eq=False)
+class SpikeGate(OperandNode, ExtensionNode):
+    """The query half of SDSA: ``Y[l] = Q[l] * G`` for every token ``l``; ``Q`` (L, D)
+    spikes, ``G`` (D,) the gate's spikes (one row per step, no token axis) -> (L, D) spikes.
+    Two operands, ``Q`` and ``G`` in this order."""
+
+    TYPE: ClassVar[str] = "neurolang.SpikeGate"
+    OPERANDS: ClassVar[int] = 2
+    operands: str  # JSON list: the source nodes of Q and G
+    features: np.ndarray
+
+    def __post_init__(self):
+        self.features = _array(self.features, np.int64)
+        self._check_operands()
+        d = np.array([_scalar(self.features, int)])
+        self.input_type, self.output_type = {"input": d}, {"output": d.copy()}
+
+    @classmethod
+    def _convert(cls, data):
+        return {k: data[k] for k in ("operands", "features")}
 
 
 @dataclass(eq=False)
@@ -294,8 +357,8 @@ class ElasticBiSpike(ExtensionNode):
 
 EXTENSIONS: dict[str, type[ExtensionNode]] = {
     cls.TYPE: cls
-    for cls in (Embedding, PositionEmbedding, LayerNorm, SpikeAttention, TokenMean, Threshold, LIF,
-                ElasticBiSpike)
+    for cls in (Embedding, PositionEmbedding, LayerNorm, SpikeAttention, CoincidenceSum,
+                SpikeGate, TokenMean, Threshold, LIF, ElasticBiSpike)
 }
 
 

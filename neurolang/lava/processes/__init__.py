@@ -11,16 +11,19 @@ importable under Python 3.10 without torch.
 import sys
 
 from neurolang.lava.processes.attention import SpikeAttention
+from neurolang.lava.processes.coincidence import CoincidenceSum
 from neurolang.lava.processes.dense import TokenDense
 from neurolang.lava.processes.elastic import ElasticBiSpike
 from neurolang.lava.processes.encoder import TokenEncoder
+from neurolang.lava.processes.gate import SpikeGate
 from neurolang.lava.processes.lif import ReferenceLIF
 from neurolang.lava.processes.logits import LogitsReadout
 from neurolang.lava.processes.readout import TokenReadout
 from neurolang.lava.processes.residual import Residual
 
-__all__ = ["process_models", "ElasticBiSpike", "LogitsReadout", "ReferenceLIF", "Residual", "SpikeAttention",
-           "TokenDense", "TokenEncoder", "TokenReadout"]
+__all__ = ["process_models", "CoincidenceSum", "ElasticBiSpike", "LogitsReadout", "ReferenceLIF",
+           "Residual", "SpikeAttention", "SpikeGate", "TokenDense", "TokenEncoder",
+           "TokenReadout"]
 
 
 def process_models(tag: str) -> dict[type, type]:
