@@ -249,7 +249,8 @@ def test_nir_strict_refuses_and_uninitialised_alpha_is_refused(tmp_path):
 
 
 def test_lava_plan_and_fixed_point_refusal(tmp_path):
-    from neurolang.lava.plan import LavaModelError, plan_network
+    from neurolang.lava.plan import plan_network
+    from neurolang.lava.plan_types import LavaModelError
 
     model, _, _ = realistic_model(seed=2, batch=6)
     path = export_nir(model, tmp_path / "model.nir")

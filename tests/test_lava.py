@@ -18,7 +18,8 @@ from neurolang.config import preset
 from neurolang.export import export_nir, import_nir, read_nir
 from neurolang.lava.driver import LavaError, compare, simulate_lava, torch_reference
 from neurolang.lava.env import LavaEnvError, find_python310, is_ready, setup_lava, venv_path
-from neurolang.lava.plan import LavaModelError, plan_network
+from neurolang.lava.plan import plan_network
+from neurolang.lava.plan_types import LavaModelError
 from neurolang.models import Spikformer
 from neurolang.parity import probe_batch, realistic_init
 

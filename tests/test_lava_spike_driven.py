@@ -26,7 +26,8 @@ from neurolang.energy.records import first_difference
 from neurolang.export import export_nir, import_nir, read_nir, to_nir
 from neurolang.lava.driver import compare, simulate_lava, torch_reference
 from neurolang.lava.env import LavaEnvError, find_python310, is_ready, setup_lava, venv_path
-from neurolang.lava.plan import LavaModelError, plan_network
+from neurolang.lava.plan import plan_network
+from neurolang.lava.plan_types import LavaModelError
 from neurolang.nir import NIRError, flatten, write_nir
 from neurolang.nir.nodes import CoincidenceSum, SpikeGate
 from neurolang.parity import probe_batch, record_spikes

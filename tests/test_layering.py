@@ -155,7 +155,7 @@ def test_the_lava_plan_covers_every_node_type_the_export_writes():
 
     from neurolang.config import preset
     from neurolang.export.nir_export import to_nir
-    from neurolang.lava.plan import PLAN_RULES
+    from neurolang.lava.plan_rules import PLAN_RULES
     from neurolang.models import PooledClassifierConfig, PooledSpikingClassifier, build_model
     from neurolang.nir.nodes import node_type
     from neurolang.parity import probe_batch

@@ -26,7 +26,8 @@ import numpy as np
 
 from neurolang.errors import NeurolangError
 from neurolang.lava.env import LavaEnvError, require_lava, subprocess_env
-from neurolang.lava.plan import LavaModelError, plan_network
+from neurolang.lava.plan import plan_network
+from neurolang.lava.plan_types import LavaModelError
 from neurolang.nir.errors import NIRError
 from neurolang.nir.io import read_metadata, read_nir
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from neurolang.lava.plan import LavaModelError, Plan, PlannedProcess
+from neurolang.lava.plan_types import LavaModelError, Plan, PlannedProcess
 
 
 def exact_dv(beta: float) -> float:

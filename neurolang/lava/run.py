@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=32, help="samples per Lava run call")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    from neurolang.lava.plan import LavaModelError
+    from neurolang.lava.plan_types import LavaModelError
     from neurolang.nir.errors import NIRError
 
     try:
