@@ -131,8 +131,11 @@ class Norm(Primitive):
             with torch.no_grad():
                 n = tokens.shape[0]
                 unbiased = var * n / max(n - 1, 1)
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(unbiased.detach(), self.momentum)
+                # under autocast the statistics may be bfloat16; the estimates stay float32
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype),
+                                        self.momentum)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype),
+                                       self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias

@@ -241,3 +241,21 @@ def test_bench_variants_share_one_set_of_weights():
     for name in ("embedding.weight", "blocks.1.mlp.fc2.linear.bias", "head.classifier.weight"):
         assert all(w[name] is weights[0][name] for w in weights)
     assert len({id(v.optimizer) for v in variants.values()}) == 1
+
+
+def test_bench_compares_a_second_family_in_the_same_rounds():
+    from neurolang.bench import run_bench
+
+    data = run_bench(["torch", "snntorch"], "tiny", repeats=2, warmup=0, batch_size=2,
+                     length=8, baseline=False, stepwise=False, compare="spike-driven-small",
+                     dtype="bf16")
+    assert [row["variant"] for row in data["rows"]] == [
+        "torch", "snntorch", "spike-driven-small/torch", "spike-driven-small/snntorch"]
+    assert data["compare"] == "spike-driven-small" and data["dtype"] == "bf16 (autocast)"
+    for phase in ("train", "infer"):
+        for backend in ("torch", "snntorch"):
+            ratio = data["ratios"][phase][f"spike-driven-small_over_tiny/{backend}"]
+            rows = {r["variant"]: r for r in data["rows"]}
+            assert ratio > 0 and rows[f"spike-driven-small/{backend}"][f"{phase}_s" if phase
+                                                                       == "infer" else
+                                                                       "train_step_s"] > 0
