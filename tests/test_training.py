@@ -412,3 +412,37 @@ def test_firing_rate_penalty_by_hand_and_its_gradient():
                        torch.zeros(2))  # no population fires above 100%
     penalty.sum().backward()  # through the surrogate gradients
     assert model.blocks[0].mlp.fc1.linear.weight.grad.abs().sum() > 0
+
+
+def test_two_runs_building_one_teacher_cache_at_once(tmp_path, tiny_teacher):
+    """A second run that finishes computing the same teacher outputs after the first one
+    renamed its cache into place uses that cache (it once failed: 'directory not empty')."""
+    import datasets
+
+    from neurolang.data import tokenize
+    from neurolang.distill.cache import TeacherCache
+    from neurolang.teachers import load_teacher
+
+    teacher = load_teacher(tiny_teacher, task_head=True)
+    rows = datasets.Dataset.from_dict({"text": ["a fine film", "dull", "not bad at all"],
+                                       "label": [1, 0, 1]})
+    data = tokenize(datasets.DatasetDict({"train": rows}), teacher.tokenizer, 16)["train"]
+    compute = TeacherCache._compute
+    calls = []
+
+    def racing(teacher_, dataset, layers, folder, *args):
+        compute(teacher_, dataset, layers, folder, *args)
+        if not calls:  # the other run finishes first, while this one is still writing
+            calls.append(None)
+            calls[0] = TeacherCache.build(teacher, data, [1, 2], tmp_path)
+
+    TeacherCache._compute = staticmethod(racing)
+    try:
+        cache = TeacherCache.build(teacher, data, [1, 2], tmp_path)
+    finally:
+        TeacherCache._compute = staticmethod(compute)
+    assert calls and cache.folder == calls[0].folder
+    assert [p.name for p in tmp_path.iterdir()] == [cache.folder.name]  # no partial one left
+    width = max(data["length"])
+    logits, hidden = cache.batch(torch.arange(3), width)
+    assert logits.shape == (3, 2) and hidden[2].shape[:2] == (3, width)

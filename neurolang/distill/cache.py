@@ -69,7 +69,13 @@ class TeacherCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
         try:
             cls._compute(teacher, dataset, layers, tmp, batch_size, device, description)
-            tmp.rename(folder)
+            try:
+                tmp.rename(folder)
+            except OSError:
+                # another run of the same teacher and data finished first: its cache holds
+                # the same outputs, so ours is dropped
+                if not (folder / "meta.json").is_file():
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return cls(folder)
