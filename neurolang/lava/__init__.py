@@ -6,8 +6,9 @@ neither torch nor the torch side of neurolang; it reads model files through the 
 ``neurolang.nir``. The main environment drives it through files and a subprocess:
 
 - ``neurolang.lava.env``: create and locate the environment (stdlib only);
-- ``neurolang.lava.plan``: a NIR graph as a plan of Lava processes (numpy only), one rule per
-  node type; ``neurolang.lava.quantise``: its fixed-point scales;
+- ``neurolang.lava.plan``: a NIR graph as a plan of Lava processes (numpy only):
+  ``plan_rules`` (one rule per node type), ``plan_types`` (the plan), ``plan_bounds`` (value
+  bounds of fixed point); ``neurolang.lava.quantise``: its fixed-point scales;
 - ``neurolang.lava.network``: the Lava network of a plan; ``neurolang.lava.processes``:
   neurolang's own Lava processes;
 - ``python -m neurolang.lava.run``: the runner the driver calls;
