@@ -87,9 +87,7 @@ def plot_tradeoff(points: Sequence[Point], path: str | Path) -> Path:
         shown = [p for p in points if model in p.ratios]
         for i, p in enumerate(shown):
             ax.scatter(p.ratios[model], p.accuracy, s=60, marker="osD^vP*X"[i % 8],
-                       label=p.label, zorder=3)
-            ax.annotate(p.label, (p.ratios[model], p.accuracy), textcoords="offset points",
-                        xytext=(6, 4), fontsize=7)
+                       label=p.label, zorder=3, alpha=0.85)
         for accuracy in teachers:
             ax.scatter(1.0, accuracy, s=90, marker="*", color="black", zorder=3,
                        label="teacher")
