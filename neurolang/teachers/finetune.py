@@ -211,7 +211,7 @@ def finetune_teacher(
     if resume:
         try:
             state = json.loads((trainer.checkpoint_dir / "state.json").read_text())
-            same = state.get("optim") == asdict(optim) and state.get("task") in (None, spec.name)
+            same = state.get("optim") == asdict(optim)
         except (OSError, ValueError):
             same = False
         if not same and not overwrite:
@@ -278,47 +278,53 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def _save_folder(model: nn.Module, tokenizer: Any, directory: Path) -> None:
-    """Model and tokenizer as a transformers folder, written into a hidden temporary sibling
-    and renamed over ``directory`` (a kill never leaves half a folder)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+def _replace_with(output: Path, write) -> None:
+    """``write(folder)`` into a hidden temporary sibling of ``output``, then renamed over it
+    (``neurolang.checkpoint.replace_directory``): a failure or a kill never leaves a
+    half-written folder where a good one was."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        replace_directory(partial, directory)
+        write(partial)
+        replace_directory(partial, output)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _save_folder(model: nn.Module, tokenizer: Any, directory: Path) -> None:
+    """Model and tokenizer as a transformers folder, replaced in one step."""
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    _replace_with(directory, write)
+
+
+def _write_results(folder: Path, results: dict[str, Any]) -> None:
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _publish(best: Path, log: Path, results: dict[str, Any], output: Path) -> None:
     """The kept epoch's folder, its training log and ``results.json``, renamed over
     ``output`` in one step."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
-        shutil.copytree(best, partial, dirs_exist_ok=True)
+    def write(folder: Path) -> None:
+        shutil.copytree(best, folder, dirs_exist_ok=True)
         if log.is_file():
-            shutil.copy2(log, partial / "metrics.jsonl")
-        (partial / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        replace_directory(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+            shutil.copy2(log, folder / "metrics.jsonl")
+        _write_results(folder, results)
+
+    _replace_with(output, write)
 
 
 def _save_atomically(
     model: nn.Module, tokenizer: Any, results: dict[str, Any], output: Path, started: float
 ) -> None:
-    """Model, tokenizer and ``results.json`` into a hidden temporary sibling, then renamed
-    over ``output`` (``neurolang.checkpoint.replace_directory``): a failure or a kill never
-    leaves a half-written teacher where a good one was."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
+    """Model, tokenizer and ``results.json`` (with the wall time since ``started``) as one
+    folder, replaced in one step."""
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
         results["wall_time_s"] = round(time.perf_counter() - started, 2)
-        (partial / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        replace_directory(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        _write_results(folder, results)
+
+    _replace_with(output, write)
