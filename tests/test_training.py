@@ -414,6 +414,55 @@ def test_firing_rate_penalty_by_hand_and_its_gradient():
     assert model.blocks[0].mlp.fc1.linear.weight.grad.abs().sum() > 0
 
 
+def test_synapse_weighted_rate_penalty_tracks_synaptic_operations():
+    """``rate_weighting = "synapses"``: each population weighted by the weights its spikes
+    drive, found in the graph; the Spikformer's spikes drive every Linear reading the integer
+    stream they are added into."""
+    from neurolang.distill.losses import (
+        SpikeRecorder,
+        firing_rate_per_sample,
+        synapses_per_population,
+    )
+
+    config = preset("tiny", block="spike_driven", encoding="repeat", norm="batch")
+    d, hidden, labels = config.hidden_size, config.mlp_hidden_size, config.num_labels
+    torch.manual_seed(1)
+    model = build_model(config)
+    synapses = synapses_per_population(model)
+    assert synapses["blocks.0.attention.stream_neuron"] == d * 3 * d  # W_q, W_k, W_v
+    assert synapses["blocks.0.attention.query.neuron"] == 0  # read by the attention product
+    assert synapses["blocks.0.attention.attention_neuron"] == d * d  # W_o
+    assert synapses["blocks.1.mlp.stream_neuron"] == d * hidden  # W_1
+    assert synapses["blocks.1.mlp.fc1.neuron"] == hidden * d  # W_2
+    assert synapses["head.neuron"] == d * labels
+    ids = torch.randint(1, 512, (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    with SpikeRecorder(model) as spikes:
+        model(ids, mask)
+    rates = {name: torch.stack([x.reshape(4, 2, 6, -1)[:, 0].mean(),
+                                x.reshape(4, 2, 6, -1)[:, 1, :3].mean()])
+             for name, (x, _) in spikes.outputs.items()}
+    by_hand = sum(synapses[n] * r for n, r in rates.items()) / sum(synapses.values())
+    penalty = firing_rate_per_sample(spikes.outputs, mask, 0.0, synapses)
+    assert torch.allclose(penalty, by_hand)
+    saturated = dict(spikes.outputs)  # the query neurons drive no weights: not counted
+    x, module = saturated["blocks.0.attention.query.neuron"]
+    saturated["blocks.0.attention.query.neuron"] = (torch.ones_like(x), module)
+    assert torch.equal(firing_rate_per_sample(saturated, mask, 0.0, synapses), penalty)
+    assert not torch.equal(firing_rate_per_sample(saturated, mask, 0.0),
+                           firing_rate_per_sample(spikes.outputs, mask, 0.0))
+    penalty.sum().backward()
+    assert model.blocks[0].mlp.fc1.linear.weight.grad.abs().sum() > 0
+
+    spikformer = build_model(preset("tiny"))
+    stream = synapses_per_population(spikformer)
+    d = spikformer.config.hidden_size
+    # block 0's attention output is added into the stream: it drives block 0's MLP W_1 and
+    # all of block 1 (W_q, W_k, W_v, W_1): 2 * D * hidden + 3 * D * D
+    assert stream["blocks.0.attention.output.neuron"] == (
+        2 * d * spikformer.config.mlp_hidden_size + 3 * d * d)
+
+
 def test_two_runs_building_one_teacher_cache_at_once(tmp_path, tiny_teacher):
     """A second run that finishes computing the same teacher outputs after the first one
     renamed its cache into place uses that cache (it once failed: 'directory not empty')."""

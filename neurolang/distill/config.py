@@ -144,8 +144,11 @@ class DistillConfig(OptimConfig):
     """Stage 2: ``w_ce * CE + w_logit * T^2 KL(teacher || student) + w_emb * embedding MSE +
     w_rep * representation MSE [+ ICSFD] [+ w_rate * rate penalty]`` against the fine-tuned
     teacher (SpikeBERT's weights: 0.1, 1.0, 0.1, 0.1; temperature 1). The rate penalty
-    (``neurolang.distill.losses.firing_rate_per_sample``, off with ``w_rate = 0``) is the mean
-    over populations of ``max(0, rate - target_rate)``: it trades accuracy for energy. ``select_metric`` picks the best dev epoch
+    (``neurolang.distill.losses.firing_rate_per_sample``, off with ``w_rate = 0``) is the
+    excess ``max(0, rate - target_rate)`` averaged over populations weighted by
+    ``rate_weighting``: ``"synapses"`` by the weights each population's spikes drive (the
+    penalty tracks synaptic operations), ``"populations"`` equally; it trades accuracy for
+    energy. ``select_metric`` picks the best dev epoch
     (``""``: the task's selection metric, e.g. MCC for CoLA, F1 for MRPC, accuracy else;
     ``mcc`` selects on multiclass Matthews correlation as IceSpike does)."""
 
@@ -162,6 +165,7 @@ class DistillConfig(OptimConfig):
     select_metric: str = ""
     w_rate: float = 0.0
     target_rate: float = 0.05
+    rate_weighting: str = "synapses"
     icsfd: IcsfdConfig = field(default_factory=IcsfdConfig)
 
     def __post_init__(self):
@@ -169,6 +173,7 @@ class DistillConfig(OptimConfig):
         for name in ("w_ce", "w_logit", "w_emb", "w_rep", "w_rate"):
             check_number("", name, getattr(self, name), at_least=0)
         check_number("", "target_rate", self.target_rate, at_least=0, less_than=1)
+        check_choice("", "rate_weighting", self.rate_weighting, ("synapses", "populations"))
         check_number("", "temperature", self.temperature, greater_than=0)
         self.ignore_layers = check_int("", "ignore_layers", self.ignore_layers, at_least=0)
         self.select_metric = _check_metric(self.select_metric)

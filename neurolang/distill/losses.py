@@ -127,27 +127,66 @@ class SpikeRecorder:
         self._handles.clear()
 
 
+def synapses_per_population(model: nn.Module) -> dict[str, int]:
+    """The weights each spiking population's spikes drive: for population ``p``, the sum of
+    ``in_features x out_features`` of every Linear reading it, directly or through residual
+    sums (a spike entering the Spikformer's integer stream drives the Linears that read the
+    stream). ``r_p`` times this is ``p``'s synaptic operations per token and step, what the
+    energy rules count; populations read only by attention products, the head's pooling or
+    nothing get 0 (their coincidences depend on both factors' spikes and are a few percent of
+    the operations)."""
+    from neurolang.graph import trace
+
+    graph = trace(model)
+    readers: dict[str, list[str]] = {}
+    for node in graph.nodes.values():
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node.name)
+
+    def driven(name: str, seen: set[str]) -> int:
+        total = 0
+        for reader in readers.get(name, []):
+            node = graph.nodes[reader]
+            if node.op == "linear":
+                total += node.module.in_features * node.module.out_features
+            elif node.op in ("add", "fold_mask") and reader not in seen:
+                seen.add(reader)
+                total += driven(reader, seen)
+        return total
+
+    return {name: driven(name, set()) for name, node in graph.nodes.items()
+            if node.op == "neuron" and "#" not in name}
+
+
 def firing_rate_per_sample(outputs: dict[str, tuple[torch.Tensor, nn.Module]],
-                           mask: torch.Tensor, target: float) -> torch.Tensor:
-    """``mean_p max(0, r_p - target)`` per sample, (B,): ``r_p`` is the firing rate of
-    population ``p`` over the sample's real tokens, steps and features (``|s|``, divided by
-    the step's amplitude for graded spikes, so a ternary spike counts 1). Through the
-    surrogate gradient it pushes every population above ``target`` down to it, and costs
-    nothing below it."""
+                           mask: torch.Tensor, target: float,
+                           weights: dict[str, float] | None = None) -> torch.Tensor:
+    """``sum_p w_p max(0, r_p - target) / sum_p w_p`` per sample, (B,): ``r_p`` is the
+    firing rate of population ``p`` over the sample's real tokens, steps and features
+    (``|s|``, divided by the step's amplitude for graded spikes, so a ternary spike counts
+    1). Through the surrogate gradient it pushes every population above ``target`` down to
+    it, and costs nothing below it. ``weights`` (by population name; default 1 each, the mean
+    over populations): :func:`synapses_per_population` makes the penalty the excess firing
+    per synapse, which tracks synaptic operations and leaves populations that drive no
+    weights (the head's neuron, the attention factors) alone."""
     batch = mask.shape[0]
-    penalties = []
-    for x, module in outputs.values():
+    penalties, factors = [], []
+    for name, (x, module) in outputs.items():
+        factor = 1.0 if weights is None else float(weights.get(name, 0.0))
+        if factor == 0.0:
+            continue
+        factors.append(factor)
         steps = module.time_steps
         s = x.reshape(steps, batch, -1, x.shape[-1]).abs()
         if module.kind.amplitude:
             s = s / module.alpha.detach().to(s.dtype).clamp(min=1e-12).view(steps, 1, 1, 1)
         if s.shape[2] == mask.shape[1]:  # one row per token: real tokens only
-            weights = mask.to(s.dtype)[None, :, :, None]
-            sites = weights.sum((0, 2, 3)) * steps * s.shape[-1]
-            rate = (s * weights).sum((0, 2, 3)) / sites.clamp(min=1)
+            real = mask.to(s.dtype)[None, :, :, None]
+            sites = real.sum((0, 2, 3)) * steps * s.shape[-1]
+            rate = (s * real).sum((0, 2, 3)) / sites.clamp(min=1)
         else:  # one row per sample (an SDSA gate)
             rate = s.mean((0, 2, 3))
-        penalties.append(torch.relu(rate - target))
+        penalties.append(factor * torch.relu(rate - target))
     if not penalties:
         return mask.new_zeros(batch, dtype=torch.float32)
-    return torch.stack(penalties).mean(0)
+    return torch.stack(penalties).sum(0) / sum(factors)

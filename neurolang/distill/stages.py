@@ -42,6 +42,7 @@ from neurolang.distill.losses import (
     kd_kl_per_sample,
     layer_map,
     masked_mse_per_sample,
+    synapses_per_population,
 )
 from neurolang.metrics import compute_metrics, selection_metrics
 from neurolang.models import SpikingClassifier, build_model
@@ -301,6 +302,8 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     else:
         loaded = {"carried_over": [], "initialised": sorted(student.state_dict()),
                   "from_teacher": _init_embeddings(student, teacher, config.run.init_embeddings)}
+    rate_weights = (synapses_per_population(student)  # from the graph, before compiling
+                    if cfg.w_rate and cfg.rate_weighting == "synapses" else None)
     student = compile_model(student, config.run.backend).to(device)
     pairs = layer_map(student.config.depth, teacher.num_layers, cfg.ignore_layers)
     layers = [k for _, k in pairs] + ([teacher.num_layers] if cfg.icsfd.enabled else [])
@@ -337,7 +340,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
         per_sample = cfg.w_ce * nn.functional.cross_entropy(logits, labels, reduction="none")
         if recorder is not None:
             per_sample = per_sample + cfg.w_rate * firing_rate_per_sample(
-                recorder.outputs, mask, cfg.target_rate).to(per_sample.dtype)
+                recorder.outputs, mask, cfg.target_rate, rate_weights).to(per_sample.dtype)
             recorder.outputs.clear()
         if cfg.w_logit:
             per_sample = per_sample + cfg.w_logit * kd_kl_per_sample(
