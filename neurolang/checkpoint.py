@@ -43,6 +43,10 @@ def save_pretrained(
     """Write ``model`` (its config, weights, and optionally a tokenizer) as a folder."""
     from neurolang import __version__
 
+    if any(getattr(m, "folded", False) for m in model.modules()):
+        raise CheckpointError("the model's BatchNorms are folded into its Linears (an "
+                              "inference form): save the model before folding it")
+
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))

@@ -105,8 +105,11 @@ class Norm(Primitive):
     ``kind="layer"``: ``y = (x - mean_D x) / sqrt(var_D x + eps) * weight + bias`` per token.
     ``kind="batch"``: ``y = (x - mu) / sqrt(sigma^2 + eps) * weight + bias`` with per-feature
     statistics over the real (unmasked) tokens of all steps in training, and the running
-    estimates (momentum 0.1, unbiased variance) in evaluation, where it is an affine map that
-    folds into the preceding :class:`Linear`.
+    estimates (momentum 0.1, unbiased variance) in evaluation, where it is the affine map
+    ``y = x * scale + shift`` (:meth:`affine`, computed as the NIR export computes it) that
+    folds into the preceding :class:`Linear`. ``folded`` (set by
+    :meth:`~neurolang.models.base.SpikingClassifier.fold_batch_norms`): that Linear already
+    holds it, so it passes its input on, in evaluation only.
     """
 
     op = "norm"
@@ -114,6 +117,7 @@ class Norm(Primitive):
     def __init__(self, kind: str, features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         self.kind, self.features, self.eps, self.momentum = kind, features, eps, momentum
+        self.folded = False
         self.weight = nn.Parameter(torch.ones(features))
         self.bias = nn.Parameter(torch.zeros(features))
         if kind == "batch":
@@ -123,6 +127,11 @@ class Norm(Primitive):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.kind == "layer":
             return nn.functional.layer_norm(x, (self.features,), self.weight, self.bias, self.eps)
+        if self.folded:
+            if self.training:
+                raise RuntimeError("this BatchNorm is folded into the Linear before it (an "
+                                   "inference form): load the model again to train it")
+            return x
         if self.training:
             real = mask.reshape(-1).bool()
             tokens = x.reshape(-1, self.features)[real]
@@ -136,9 +145,9 @@ class Norm(Primitive):
                                         self.momentum)
                 self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype),
                                        self.momentum)
-        else:
-            mean, var = self.running_mean, self.running_var
-        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+            return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        scale, shift = self.affine()
+        return x * scale + shift
 
     def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The evaluation-mode BatchNorm as ``y = x * scale + shift``."""

@@ -11,6 +11,7 @@ stays within about a minute on one core; the 512-sample fixed-point check is mar
 
 from __future__ import annotations
 
+import copy
 import json
 
 import nir
@@ -198,7 +199,10 @@ def test_lava_float_matches_torch_spike_for_spike(float_runs, attention, neuron)
     model, path, ids, mask, lava = float_runs(attention, neuron)
     ids_np, lengths = ids.numpy(), mask.sum(1).numpy()
     assert lengths.min() < lengths.max()
+    folded = copy.deepcopy(model)
+    folded.fold_batch_norms()  # the inference form the energy command's torch runs use
     for reference in (torch_reference(model, ids_np, lengths),
+                      torch_reference(folded, ids_np, lengths),
                       torch_reference(import_nir(path), ids_np, lengths)):
         report = compare(reference, lava)
         assert {row["population"] for row in report["layers"]} == _populations(attention)
@@ -294,3 +298,41 @@ def test_lava_fixed_point_agreement_on_many_samples(lava_env, tmp_path, attentio
     fixed = simulate_lava(path, ids_np, lengths, fixed_point=True, progress=False)
     report = compare(torch_reference(model, ids_np, lengths), fixed)
     assert report["prediction_agreement"] >= 0.99, report["prediction_agreement"]
+
+
+def _arrays(graph):
+    """Every array of every node of a (flattened) NIR graph, by node and attribute."""
+    out = {}
+    for name, node in flatten(graph).nodes.items():
+        for key, value in vars(node).items():
+            if isinstance(value, np.ndarray):
+                out[name, key] = value
+    return out
+
+
+def test_the_inference_form_holds_the_numbers_of_the_nir_file():
+    """``fold_batch_norms`` folds every BatchNorm after a Linear into it exactly as the export
+    does: the folded model's NIR file is the same, array for array, so torch-side runs of the
+    folded model and Lava's floating-point run compute the same numbers."""
+    from neurolang.checkpoint import CheckpointError, save_pretrained
+    from neurolang.primitives import Norm
+
+    model, graph = _model("sdsa")
+    folded = copy.deepcopy(model)
+    names = folded.fold_batch_norms()
+    norms = {name for name, m in model.named_modules() if isinstance(m, Norm)}
+    assert set(names) == norms - {"embedding_norm"}  # the embeddings' norm stays an Affine
+    assert folded.fold_batch_norms() == []
+    ours, theirs = _arrays(to_nir(folded)), _arrays(graph)
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        np.testing.assert_array_equal(ours[key], value, err_msg=str(key))
+    ids, mask = _samples(model.config, 8)
+    with torch.no_grad():
+        a, b = model(ids, mask)["logits"], folded(ids, mask)["logits"]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    with pytest.raises(CheckpointError, match="folded"):
+        save_pretrained(folded, "unused")
+    folded.train()
+    with pytest.raises(RuntimeError, match="folded"):
+        folded(ids, mask)

@@ -63,6 +63,8 @@ def measure_torch_side(model_dir: str | Path, simulator: str, batches: Sequence[
 
     start = time.perf_counter()
     model = from_pretrained(model_dir, simulator).to(dtype)
+    if hasattr(model, "fold_batch_norms"):  # the inference form Lava's NIR file holds
+        model.fold_batch_norms()
     counts, logits = count_batches(model, batches, simulator)
     predictions = logits.argmax(-1).tolist()
     return SimulatorRun(simulator, counts, predictions, _accuracy(predictions, labels),
@@ -100,7 +102,9 @@ def measure_lava(model_dir: str | Path, batches: Sequence[Mapping],
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="neurolang-energy-") as tmp:
-            nir_path = export_nir(from_pretrained(model_dir, "torch"), Path(tmp) / "model.nir")
+            # folded in float64, as the torch-side runs fold it
+            model = from_pretrained(model_dir, "torch").to(torch.float64)
+            nir_path = export_nir(model, Path(tmp) / "model.nir")
             result = simulate_lava(nir_path, packed, np.asarray(lengths), fixed_point=fixed_point)
     except Exception as err:
         if type(err).__name__ in ("LavaEnvError", "LavaModelError", "LavaError", "NIRError"):

@@ -182,8 +182,10 @@ def _linear(ctx: ExportContext, node: Node) -> None:
     norm_users = ctx.with_op(users, "norm")
     if (len(users) == 1 and norm_users
             and ctx.graph.nodes[norm_users[0]].module.kind == "batch"):
-        scale, shift = (_np(t) for t in ctx.graph.nodes[norm_users[0]].module.affine())
-        w, b = w * scale[:, None], b * scale + shift
+        norm = ctx.graph.nodes[norm_users[0]].module
+        if not norm.folded:  # (a model in its inference form holds it already)
+            scale, shift = (_np(t) for t in norm.affine())
+            w, b = w * scale[:, None], b * scale + shift
         ctx.folded.add(norm_users[0])
         meta["neurolang.folded"] = norm_users[0]
     ctx.add(name, nir.Affine(w, b, metadata=meta), module.out_features, ctx.data_in(node)[:1])

@@ -124,6 +124,39 @@ class SpikingClassifier(nn.Module):
                 controls.append((node.name, feeder.module))
         return controls
 
+    def fold_batch_norms(self) -> list[str]:
+        """The inference form, in place: every BatchNorm that alone reads a Linear is folded
+        into it, ``W' = diag(scale) W``, ``b' = scale * b + shift`` (``Norm.affine``), in the
+        model's dtype and exactly as the NIR export folds it, so that every backend and
+        simulator runs the same numbers (Lava's Affines hold the folded weights). Other
+        BatchNorms (on the embeddings) compute ``x * scale + shift``, as the export's Affine
+        does. Returns the folded norms' names. A folded model is for inference (and export)
+        only: training it, or saving it, is refused."""
+        graph = trace(self)
+        readers: dict[str, list[str]] = {}
+        for node in graph.nodes.values():
+            for name in node.inputs:
+                readers.setdefault(name, []).append(node.name)
+        folded = []
+        with torch.no_grad():
+            for node in graph.by_op("norm"):
+                norm = node.module
+                if norm.kind != "batch" or norm.folded:
+                    continue
+                feeder = graph.nodes[node.inputs[0]]
+                if feeder.op != "linear" or readers.get(feeder.name) != [node.name]:
+                    continue
+                linear = feeder.module
+                scale, shift = norm.affine()
+                linear.weight.copy_(linear.weight * scale[:, None])
+                if linear.bias is None:
+                    linear.bias = nn.Parameter(shift.clone())
+                else:
+                    linear.bias.copy_(linear.bias * scale + shift)
+                norm.folded = True
+                folded.append(node.name)
+        return folded
+
     def before_encoding(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """What a family computes on the (B, L, D) embeddings before the encoding (none)."""
         return x
