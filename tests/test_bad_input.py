@@ -43,26 +43,6 @@ def assert_clean_error(result, text, *needles):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_teacher):
-    """A small trained-looking student: a model folder with the teacher's tokenizer."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from neurolang.checkpoint import save_pretrained
-    from neurolang.config import preset
-    from neurolang.models import build_model
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
-    torch.manual_seed(0)
-    model = build_model(preset("tiny", vocab_size=len(tokenizer), max_length=32))
-    folder = tmp_path_factory.mktemp("student") / "model"
-    save_pretrained(model, folder, tokenizer=tokenizer,
-                    metadata={"stage": "distill", "teacher": str(tiny_teacher),
-                              "label_names": []})
-    return folder
-
-
-@pytest.fixture(scope="module")
 def nir_file(model_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("nir") / "model.nir"
     result, text = invoke(["export", model_dir, "-o", path])

@@ -35,8 +35,10 @@ from neurolang.data.tasks import SPLITS, TRAIN, VALIDATION, Holdout, TaskSpec
 log = logging.getLogger("neurolang.data")
 
 
-def load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None) -> datasets.DatasetDict:
-    """The ``DatasetDict`` of a spec; ``seed`` overrides the seed of its holdout split."""
+def load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None,
+              two_classes: bool = True) -> datasets.DatasetDict:
+    """The ``DatasetDict`` of a spec; ``seed`` overrides the seed of its holdout split;
+    ``two_classes``: a train split of one class is an error (not for rows only scored)."""
     root = spec_root(spec, data_dir)
     check_spec_files(spec, root)
     examples = {split: read_split(spec, root, split, files) for split, files in spec.files.items()}
@@ -62,7 +64,8 @@ def load_spec(spec: TaskSpec, *, data_dir: Any, seed: int | None) -> datasets.Da
             continue
         _require_rows(spec, split, examples[split])
         result[split] = _to_dataset(spec.is_pair, examples[split], label_ids[split], label_names)
-    require_two_classes(spec, examples[TRAIN], label_ids[TRAIN], label_names)
+    if two_classes:
+        require_two_classes(spec, examples[TRAIN], label_ids[TRAIN], label_names)
     return datasets.DatasetDict(result)
 
 

@@ -210,27 +210,98 @@ def register(app: typer.Typer, fail) -> None:
     @command()
     def evaluate(
         model_dir: Path = typer.Argument(..., help="A neurolang model folder."),
-        task: str = typer.Option("sst2"),
+        task: str = typer.Option("sst2", help="The task: its classes and metrics, and the "
+                                 "rows scored unless --file is given."),
+        split: str = typer.Option(None, help="The task's split to score: validation (the "
+                                  "default, its dev set) or train. A labelled test set: "
+                                  "--file."),
+        file: Path = typer.Option(None, "--file", help="A labelled CSV/TSV/JSONL/'LABEL "
+                                  "SENTENCE' file to score instead, with the task's classes "
+                                  "and metrics (the format options below, as for training "
+                                  "files)."),
+        text_column: str = typer.Option("text", help="--file: the text column (a 0-based "
+                                        "index with --no-header)."),
+        text_pair_column: str = typer.Option(None, help="--file: the second text of a pair."),
+        label_column: str = typer.Option("label", help="--file: the label column."),
+        file_format: str = typer.Option(None, "--format", help="--file: csv, tsv, jsonl or "
+                                        "label_sentence (default: from the suffix)."),
+        delimiter: str = typer.Option(None, help="--file: the field separator of csv/tsv."),
+        header: bool = typer.Option(True, help="--file: whether csv/tsv start with a header."),
+        encoding: str = typer.Option("utf-8", help="--file: the file's encoding."),
         backend: str = typer.Option("torch"),
         max_length: int = typer.Option(128),
         data_dir: Path = typer.Option(None),
+        output_json: Path = typer.Option(None, "--json", help="Also write the metrics here."),
     ) -> None:
-        """Dev metrics of a trained model folder on any backend."""
+        """Metrics of a trained model folder on a task's split or a labelled file, on any
+        backend (printed as JSON: the metrics, the rows scored and where they came from)."""
         from neurolang.checkpoint import from_pretrained, read_config
         from neurolang.data import load_task, resolve_task, tokenize
         from neurolang.distill.stages import evaluate_student
 
         if max_length < 2:
             fail(f"--max-length must be >= 2 (a special token and a word), got {max_length}")
+        if file is not None and split is not None:
+            fail("give --split (a split of --task) or --file (a labelled file), not both")
+        split = split or "validation"
+        if split not in ("validation", "train"):
+            fail(f"--split must be validation or train, got {split!r}; test splits are not "
+                 "loaded from the task's data: score a labelled test set with --file")
+        if output_json is not None:
+            from neurolang.outputs import claim_file
+
+            claim_file(output_json, what="--json")
         saved, meta = read_config(model_dir)
         tokenizer = _model_tokenizer(model_dir)
         spec = resolve_task(task)
         raw = load_task(task, data_dir=data_dir)
-        _check_labels(saved, meta, raw["validation"], task, model_dir)
+        names = list(raw["validation"].features["label"].names)
+        if file is not None:
+            rows, source = _labelled_file(file, names, list(spec.metrics), text_column,
+                                          text_pair_column, label_column, file_format,
+                                          delimiter, header, encoding), str(file)
+        else:
+            rows, source = raw[split], f"{task}:{split}"
+        _check_labels(saved, meta, rows, task, model_dir)
         model = from_pretrained(model_dir, backend)
-        data = tokenize(raw["validation"], tokenizer, min(max_length, model.config.max_length))
-        typer.echo(json.dumps(evaluate_student(model, data, tokenizer.pad_token_id,
-                                               list(spec.metrics))))
+        data = tokenize(rows, tokenizer, min(max_length, model.config.max_length))
+        metrics = evaluate_student(model, data, tokenizer.pad_token_id, list(spec.metrics))
+        result = {**metrics, "rows": len(rows), "source": source}
+        if output_json is not None:
+            from neurolang.outputs import write_text_atomic
+
+            write_text_atomic(output_json, json.dumps(result, indent=2) + "\n")
+        typer.echo(json.dumps(result))
+
+
+def _labelled_file(path: Path, names: list[str], metrics: list[str], text_column: str,
+                   text_pair_column: str | None, label_column: str, file_format: str | None,
+                   delimiter: str | None, header: bool, encoding: str):
+    """The rows of a labelled file, with the task's classes (``names``, in id order)."""
+    from neurolang.data import DataError
+    from neurolang.data.files import file_error
+    from neurolang.data.load import load_spec
+    from neurolang.data.local import local_task
+
+    def column(value: str | None, option: str):
+        if value is None or header:
+            return value
+        if not value.isdigit():
+            raise DataError(f"--{option} must be a 0-based column index with --no-header, "
+                            f"got {value!r}")
+        return int(value)
+
+    if not Path(path).is_file():
+        raise DataError(f"--file {str(path)!r} is not a file")
+    spec = local_task(path, text_column=column(text_column, "text-column"),
+                      text_pair_column=column(text_pair_column, "text-pair-column"),
+                      label_column=column(label_column, "label-column"), label_names=names,
+                      metrics=metrics, format=file_format, delimiter=delimiter, header=header,
+                      encoding=encoding)
+    try:  # a scored file may hold one class
+        return load_spec(spec, data_dir=None, seed=None, two_classes=False)["train"]
+    except OSError as error:
+        raise file_error(error.filename or str(path), error) from None
 
 
 def _model_tokenizer(model_dir: Path):
