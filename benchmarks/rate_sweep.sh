@@ -8,7 +8,8 @@
 # energy/ folder, as scripts/main.sh writes it, is the LIF point). OUT (default
 # runs/rate_sweep) gets one stage-2 folder per weight, their energy/ folders and the chart.
 # WEIGHTS default "0 1 4"; every stage 2 runs 1 epoch (set EPOCHS to change), one thread each
-# (set JOBS=1 to run them one after another).
+# (set JOBS=1 to run them one after another). RUN's own student is a point too when RUN has
+# an energy/ folder (`neurolang energy RUN/distill/best ... --output RUN/energy`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?a spike-driven run folder}; lif=${2:?a LIF run folder}
@@ -36,5 +37,10 @@ for w in $weights; do
         --teacher "$teacher" --no-neurobench --output "$out/rate$w/energy" > "$out/energy$w.log"
     reports+=("$out/rate$w/energy"); labels+=(--label "spike-driven w_rate=$w")
 done
+if [ -d "$run/energy" ]; then
+    own=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['distill']; \
+print(f\"w_rate={c['w_rate']:g}, {c['epochs']:g} epochs\")" "$run/train_config.json")
+    reports+=("$run/energy"); labels+=(--label "spike-driven $own")
+fi
 "$nl" energy-chart "${reports[@]}" "$lif/energy" "${labels[@]}" --label "LIF Spikformer" \
     --output "$out/chart"

@@ -336,3 +336,41 @@ def test_the_inference_form_holds_the_numbers_of_the_nir_file():
     folded.train()
     with pytest.raises(RuntimeError, match="folded"):
         folded(ids, mask)
+
+
+@pytest.mark.parametrize("preset_name", ["sdsa", "spikformer"])
+def test_eight_bit_weights_are_the_fixed_point_weights(preset_name):
+    """``snap_weights`` puts every Affine on the grid fixed point quantises it to: planned in
+    fixed point, the snapped graph's integer weights times their scales give back the
+    snapped weights, so float and fixed point hold the same weights."""
+    from neurolang.lava.quantise import snap_weights
+
+    if preset_name == "sdsa":
+        model, _ = _model("sdsa")
+    else:  # the Spikformer: a classifier after the mean over tokens (Lava's Dense)
+        model, _, _ = realistic_model(preset("tiny"), seed=0)
+    graph = to_nir(model)
+    flat = flatten(graph)
+    changes = snap_weights(flat)
+    affines = [n for n, node in flat.nodes.items() if isinstance(node, nir.Affine)
+               and (node.metadata or {}).get("neurolang.op") != "batch_norm"]
+    assert sorted(changes) == sorted(affines)
+    assert 0 < max(changes.values()) <= 0.5 / 127 + 1e-12  # half a step of the largest weight
+    again = snap_weights(flatten(graph))
+    assert max(again.values()) < 1e-12  # on the grid already
+    plan = plan_network(graph, fixed_point=True)
+    checked = 0
+    for step in plan.steps.values():
+        if step.kind == "dense":
+            scale = step.params["quant"]["w_scale"][:, None]
+        elif step.kind == "classifier" and not step.name.endswith(".identity"):
+            scale = step.params["quant"]["w_scale"]
+        else:
+            continue
+        node = flat.nodes[step.name]
+        if not isinstance(node, nir.Affine):  # a LayerNorm fused after its Affine
+            node = flat.nodes[flat.sources(step.name)[0]]
+        np.testing.assert_allclose(step.params["weight"] * scale, node.weight, rtol=1e-12,
+                                   atol=0)
+        checked += 1
+    assert checked == len(affines)

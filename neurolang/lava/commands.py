@@ -52,6 +52,10 @@ def register(app: typer.Typer, fail) -> None:
                                               "the NIR file, or the exported model's)."),
         data_dir: Path | None = typer.Option(None, help="Offline data directory."),
         chunk: int = typer.Option(32, help="Samples per Lava run call."),
+        eight_bit: bool = typer.Option(False, "--eight-bit-weights", help="Run the model with "
+                                       "its weights on the 8-bit grid of Lava's fixed point "
+                                       "(every run: torch, float, fixed), so that fixed point "
+                                       "differs from float only in its currents."),
         json_out: Path | None = typer.Option(None, "--json", help="Write the results here."),
     ) -> None:
         """Run a NIR model on a data set in Lava; per-layer spikes, predictions, timing."""
@@ -67,7 +71,7 @@ def register(app: typer.Typer, fail) -> None:
 
                 claim_file(json_out, what="--json")
             report = _simulate(nir_file, dataset, split, samples, fixed_point, compare_torch,
-                               tokenizer, data_dir, chunk)
+                               tokenizer, data_dir, chunk, eight_bit)
         except NeurolangError:
             raise  # reported whole, by the command's wrapper
         except (OSError, ValueError) as err:  # a library's error: its first line
@@ -83,7 +87,16 @@ def register(app: typer.Typer, fail) -> None:
 
 
 def _simulate(nir_file, dataset, split, samples, fixed_point, compare_torch, tokenizer,
-              data_dir, chunk) -> dict:
+              data_dir, chunk, eight_bit=False) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="neurolang-simulate-") as tmp:
+        return _simulate_in(nir_file, dataset, split, samples, fixed_point, compare_torch,
+                            tokenizer, data_dir, chunk, eight_bit, Path(tmp))
+
+
+def _simulate_in(nir_file, dataset, split, samples, fixed_point, compare_torch, tokenizer,
+                 data_dir, chunk, eight_bit, tmp: Path) -> dict:
     import numpy as np
 
     from neurolang.lava.driver import compare, pack_ids, simulate_lava, torch_reference
@@ -94,9 +107,16 @@ def _simulate(nir_file, dataset, split, samples, fixed_point, compare_torch, tok
 
     graph = read_nir(nir_file)
     meta = read_metadata(graph)
+    source = tokenizer or tokenizer_folder(nir_file, meta)
+    snapped, shown = None, nir_file
+    if eight_bit:
+        from neurolang.lava.quantise import snap_weights
+        from neurolang.nir import flatten, write_nir
+
+        snapped = snap_weights(flatten(graph))  # the nested graph's nodes, in place
+        nir_file = write_nir(graph, tmp / "eight_bit.nir")
     plan_network(graph, fixed_point=fixed_point)
     require_lava()
-    source = tokenizer or tokenizer_folder(nir_file, meta)
     if source is None:
         raise NIRError("no tokenizer next to the NIR file or in the exported model folder: "
                        "give --tokenizer")
@@ -118,8 +138,11 @@ def _simulate(nir_file, dataset, split, samples, fixed_point, compare_torch, tok
     ids, lengths = pack_ids(encoded["input_ids"])
     labels = np.asarray(list(rows["label"])) if "label" in rows.column_names else None
 
-    report: dict = {"nir": str(nir_file), "dataset": dataset, "split": split,
+    report: dict = {"nir": str(shown), "dataset": dataset, "split": split,
                     "samples": int(len(lengths)), "results": {}, "comparisons": {}}
+    if snapped is not None:  # the largest weight change per layer, relative to its largest
+        report["eight_bit_weights"] = {"layers": len(snapped),
+                                       "max_relative_change": max(snapped.values(), default=0)}
     runs = {"lava_float": simulate_lava(nir_file, ids, lengths, chunk=chunk)}
     if fixed_point:
         runs["lava_fixed"] = simulate_lava(nir_file, ids, lengths, fixed_point=True,

@@ -124,3 +124,37 @@ def quantise_readout(params, cparams, x_bound, fail, name) -> None:
     cparams["weight"] = q
     cparams["out_scale"] = c_scale / p_scale
     cparams["quant"] = {"w_scale": c_scale, "p_scale": p_scale}
+
+
+def snap_weights(flat) -> dict[str, float]:
+    """Put every weight of a flattened NIR graph (``neurolang.nir.flatten``; its nodes are
+    the nested graph's own objects, changed in place) on the 8-bit grid fixed point runs it
+    with, so that the floating-point model and Lava's fixed point hold the same weights and
+    differ only in the rounding of currents and of the stream: a token-wise layer's
+    ``Affine``, one scale per row (:func:`_int8_rows`); the classifier after the mean over
+    tokens (Lava's ``Dense``), one scale (:func:`_int8`). A BatchNorm's own ``Affine`` (on
+    the embeddings, before a readout) stays as it is: fixed point computes it on the host.
+    Returns, per changed layer, the largest change relative to the layer's largest weight."""
+    import nir
+
+    from neurolang.nir.nodes import TokenMean
+
+    changed = {}
+    for name, node in flat.nodes.items():
+        if not isinstance(node, nir.Affine):
+            continue
+        if (node.metadata or {}).get("neurolang.op") == "batch_norm":
+            continue
+        w = np.asarray(node.weight, np.float64)
+        sources = flat.sources(name)
+        after_mean = any(isinstance(flat.nodes[s], TokenMean) for s in sources)
+        if after_mean:
+            q, scale = _int8(w)
+            snapped = q * scale
+        else:
+            q, scales = _int8_rows(w)
+            snapped = q * scales[:, None]
+        top = float(np.max(np.abs(w))) or 1.0
+        changed[name] = float(np.max(np.abs(snapped - w))) / top
+        node.weight = snapped
+    return changed
