@@ -154,5 +154,18 @@ def test_simulate_command(lava_env, tmp_path, tiny_data_dir):
     assert report["comparisons"]["torch_vs_lava_float"]["total_count_mismatches"] == 0
     assert 0 <= report["results"]["lava_float"]["accuracy"] <= 1
     assert "torch_vs_lava_float: 0 spike-count mismatches" in out.output
+    # the model with 8-bit weights, on every simulator; the NIR file itself is unchanged
+    before = (folder / "model.nir").read_bytes()
+    out = CliRunner().invoke(app, [
+        "simulate", str(folder / "model.nir"), "--dataset", "sst2", "--split", "dev",
+        "--samples", "6", "--data-dir", str(tiny_data_dir), "--fixed-point",
+        "--eight-bit-weights", "--json", str(tmp_path / "eight.json")])
+    assert out.exit_code == 0, out.output
+    eight = json.loads((tmp_path / "eight.json").read_text())
+    assert eight["nir"] == str(folder / "model.nir")
+    assert set(eight["results"]) == {"torch", "lava_float", "lava_fixed"}
+    assert eight["comparisons"]["torch_vs_lava_float"]["total_count_mismatches"] == 0
+    assert 0 < eight["eight_bit_weights"]["max_relative_change"] <= 0.5 / 127 + 1e-12
+    assert (folder / "model.nir").read_bytes() == before
     missing = CliRunner().invoke(app, ["simulate", str(tmp_path / "none.nir")])
     assert missing.exit_code == 2 and missing.output.startswith("error:")
