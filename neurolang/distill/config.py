@@ -67,6 +67,35 @@ class TeacherConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """``[data.augment]``: SpikeBERT's stage-2 data augmentation (Tang et al. 2019; the rules in
+    ``neurolang.data.augment``): up to ``copies`` (>= 0; 0, the default: off; Tang et al.'s
+    n_iter = 20) teacher-labelled copies of every train sentence, each word masked with
+    probability ``p_mask`` (0.1) or replaced by one of its ``neighbours`` (>= 1, 15) nearest
+    words in the teacher's embedding space with probability ``p_replace`` (0.1), then cut to a
+    random n-gram (n in [1, ``max_ngram``], >= 1, 5) with probability ``p_ngram`` (0.25).
+    Probabilities are in [0, 1] and ``p_mask + p_replace <= 1``; ``seed`` (>= 0) seeds the
+    copies."""
+
+    copies: int = 0
+    p_mask: float = 0.1
+    p_replace: float = 0.1
+    p_ngram: float = 0.25
+    max_ngram: int = 5
+    neighbours: int = 15
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, at_least in (("copies", 0), ("max_ngram", 1), ("neighbours", 1), ("seed", 0)):
+            setattr(self, name, check_int("", name, getattr(self, name), at_least=at_least))
+        for name in ("p_mask", "p_replace", "p_ngram"):
+            check_number("", name, getattr(self, name), at_least=0, at_most=1)
+        if self.p_mask + self.p_replace > 1:
+            raise ConfigError(f"p_mask + p_replace must be <= 1 (one draw per word decides), "
+                              f"got {self.p_mask} + {self.p_replace}")
+
+
+@dataclass
 class DataConfig:
     """``task``: a named task (``sst2``, ``cola``, ...), a hub name (``glue/sst2``) or a file;
     ``data_dir``: where the named tasks live (default ``$NEUROLANG_DATA_DIR`` or
@@ -81,7 +110,12 @@ class DataConfig:
     (BERT ``[CLS] A [SEP] B [SEP]``, RoBERTa ``<s> A </s></s> B </s>``). The teacher gets the
     segment ids when it has segment embeddings; the Spikformer student has none and reads
     only the token ids (the separator tokens and, with ``position_embedding``, the positions
-    tell it where the second sentence starts)."""
+    tell it where the second sentence starts).
+
+    ``[data.augment]`` (:class:`AugmentConfig`, off by default): stage 2's train split grows by
+    augmented copies of its sentences, labelled by the fine-tuned teacher (its argmax), e.g.
+    ``--set data.augment.copies=20``. Of a sentence pair only the first text is augmented, the
+    second is copied as it is. Validation rows are never augmented."""
 
     task: str = "sst2"
     data_dir: str = ""
@@ -89,6 +123,7 @@ class DataConfig:
     unlabelled: list[str] = field(default_factory=lambda: ["wikitext2", "task"])
     max_unlabelled_samples: int = 20000
     max_train_samples: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         check_str("", "task", self.task, non_empty=True)
@@ -97,6 +132,8 @@ class DataConfig:
         for name, at_least in (("max_length", 2), ("max_unlabelled_samples", 1),
                                ("max_train_samples", 0)):
             setattr(self, name, check_int("", name, getattr(self, name), at_least=at_least))
+        if not isinstance(self.augment, AugmentConfig):
+            raise ValueError(f"augment must be a table of options, got {self.augment!r}")
 
 
 @dataclass
@@ -241,6 +278,8 @@ def _build(cls, data: Any, where: str):
     def nested(values: dict[str, Any]) -> dict[str, Any]:
         if cls is DistillConfig and "icsfd" in values:
             values["icsfd"] = _build(IcsfdConfig, values["icsfd"], f"{where}.icsfd")
+        if cls is DataConfig and "augment" in values:
+            values["augment"] = _build(AugmentConfig, values["augment"], f"{where}.augment")
         return values
 
     if cls is PredistillConfig and isinstance(data, dict):

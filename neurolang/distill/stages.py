@@ -32,6 +32,7 @@ from neurolang.data import (
     resolve_task,
     tokenize,
 )
+from neurolang.data.augment import augment_texts, embedding_neighbours, teacher_labels, text_words
 from neurolang.distill.cache import TeacherCache
 from neurolang.distill.config import TrainConfig
 from neurolang.distill.losses import (
@@ -155,6 +156,43 @@ def _train_rows(raw, config: TrainConfig):
     limit = config.data.max_train_samples
     if limit and limit < len(raw["train"]):
         raw["train"] = subset_rows(raw["train"], limit, config.run.seed)
+    return raw
+
+
+def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
+    """``raw`` with ``data.augment.copies`` augmented copies of every train sentence added to
+    its train split (``neurolang.data.augment``), labelled by the teacher's argmax; the other
+    columns of a row (a pair task's ``text_pair``) are copied from its source row, the
+    features stay the task's. Validation is left alone."""
+    from datasets import Dataset, concatenate_datasets
+
+    from neurolang.config import ConfigError
+
+    cfg, train = config.data.augment, raw["train"]
+    if not cfg.copies or teacher.num_labels != train.features["label"].num_classes:
+        return raw  # off; or a teacher for another task, which distill() refuses
+    mask = teacher.tokenizer.mask_token
+    if not mask:
+        raise ConfigError(f"[data.augment] needs a teacher tokenizer with a mask token; "
+                          f"{teacher.source!r} has none (set data.augment.copies = 0)")
+    texts = list(train["text"])
+    neighbours = (embedding_neighbours(teacher.tokenizer, teacher.word_embeddings,
+                                       cfg.neighbours, text_words(texts)) if cfg.p_replace else {})
+    rows = augment_texts(texts, copies=cfg.copies, p_mask=cfg.p_mask, p_replace=cfg.p_replace,
+                         p_ngram=cfg.p_ngram, max_ngram=cfg.max_ngram, mask_token=mask,
+                         neighbours=neighbours, seed=cfg.seed)
+    sources = [r for r, _ in rows]
+    copied = {name: [column[r] for r in sources] for name in train.column_names
+              if name not in ("text", "label") for column in [train[name]]}
+    copied["text"] = [t for _, t in rows]
+    copied["label"] = teacher_labels(teacher, copied["text"], copied.get("text_pair"),
+                                     config.data.max_length, device)
+    columns = {name: copied[name] for name in train.column_names}  # the split's order
+    if rows:
+        raw["train"] = concatenate_datasets([train, Dataset.from_dict(columns,
+                                                                      features=train.features)])
+    log.info("stage 2: %d augmented rows added to the %d train rows (%d copies asked per row; "
+             "%d words with neighbours)", len(rows), len(train), cfg.copies, len(neighbours))
     return raw
 
 
@@ -286,6 +324,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     with processes.main_process_first():
         raw = _train_rows(load_task(config.data.task, data_dir=config.data.data_dir or None),
                           config)
+        raw = _augmented_train(raw, teacher, config, device)
         data = tokenize(raw, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     # the label feature knows every class, also when a capped subset misses some
