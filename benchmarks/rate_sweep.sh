@@ -15,9 +15,16 @@ cd "$(dirname "$0")/.."
 run=${1:?a spike-driven run folder}; lif=${2:?a LIF run folder}
 out=${3:-runs/rate_sweep}; weights=${4:-"0 1 4"}; epochs=${EPOCHS:-1}; jobs=${JOBS:-3}
 nl=.venv/bin/neurolang
-teacher=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['teacher']['path'])" \
-    "$run/results.json")
+# the run's fine-tuned teacher: as its results say, as its config names it, or its own
+teacher=$(python3 -c "
+import json, os, sys
+run = sys.argv[1]
+if os.path.isfile(f'{run}/results.json'):
+    print(json.load(open(f'{run}/results.json'))['teacher']['path'])
+else:
+    print(json.load(open(f'{run}/train_config.json'))['teacher']['finetuned'])" "$run")
 [ -d "$teacher" ] || teacher="$run/teacher"
+[ -d "$run/predistill/model" ] || { echo "error: $run has no stage-1 model yet" >&2; exit 2; }
 mkdir -p "$out"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1
 running=0
