@@ -274,13 +274,16 @@ def teacher_labels(teacher: Any, texts: Sequence[str], pairs: Sequence[str] | No
     sorted by length, no autograd. The only function here besides the table that needs torch."""
     import torch
 
+    from neurolang.progress import progress
+
     order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
     labels = [0] * len(texts)
     tokenizer = teacher.tokenizer
     was_training = teacher.training
     teacher.eval()
     with torch.no_grad():
-        for start in range(0, len(order), batch_size):
+        for start in progress(range(0, len(order), batch_size), desc="stage 2: teacher labels "
+                              "of the augmented rows", unit="batch"):
             rows = order[start : start + batch_size]
             encoded = tokenizer([texts[i] for i in rows],
                                 [pairs[i] for i in rows] if pairs is not None else None,
