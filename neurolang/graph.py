@@ -62,6 +62,14 @@ class Graph:
     def by_op(self, op: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.op == op]
 
+    def consumers(self) -> dict[str, list[str]]:
+        """Every node's readers, by name, in graph order (an empty list for none)."""
+        readers: dict[str, list[str]] = {name: [] for name in self.nodes}
+        for node in self.nodes.values():
+            for name in node.inputs:
+                readers[name].append(node.name)
+        return readers
+
     def run(self, *args):
         """Execute the graph (its node order is a topological order)."""
         return self.fx_module(*args)

@@ -138,14 +138,11 @@ def synapses_per_population(model: nn.Module) -> dict[str, int]:
     from neurolang.graph import trace
 
     graph = trace(model)
-    readers: dict[str, list[str]] = {}
-    for node in graph.nodes.values():
-        for name in node.inputs:
-            readers.setdefault(name, []).append(node.name)
+    readers = graph.consumers()
 
     def driven(name: str, seen: set[str]) -> int:
         total = 0
-        for reader in readers.get(name, []):
+        for reader in readers[name]:
             node = graph.nodes[reader]
             if node.op == "linear":
                 total += node.module.in_features * node.module.out_features

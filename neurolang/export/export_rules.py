@@ -73,10 +73,7 @@ class ExportContext:
     masks: set[str] = field(default_factory=set)  # the padding mask, folded or not
 
     def __post_init__(self):
-        self.consumers = {n: [] for n in self.graph.nodes}
-        for node in self.graph.nodes.values():
-            for i in node.inputs:
-                self.consumers[i].append(node.name)
+        self.consumers = self.graph.consumers()
         # the padding mask: the folding nodes and the graph input they fold (which a
         # primitive before the encoder may take as it is, a norm of the embeddings)
         for node in self.graph.by_op("fold_mask"):

@@ -133,10 +133,7 @@ class SpikingClassifier(nn.Module):
         does. Returns the folded norms' names. A folded model is for inference (and export)
         only: training it, or saving it, is refused."""
         graph = trace(self)
-        readers: dict[str, list[str]] = {}
-        for node in graph.nodes.values():
-            for name in node.inputs:
-                readers.setdefault(name, []).append(node.name)
+        readers = graph.consumers()
         folded = []
         with torch.no_grad():
             for node in graph.by_op("norm"):
@@ -144,7 +141,7 @@ class SpikingClassifier(nn.Module):
                 if norm.kind != "batch" or norm.folded:
                     continue
                 feeder = graph.nodes[node.inputs[0]]
-                if feeder.op != "linear" or readers.get(feeder.name) != [node.name]:
+                if feeder.op != "linear" or readers[feeder.name] != [node.name]:
                     continue
                 linear = feeder.module
                 scale, shift = norm.affine()
