@@ -85,6 +85,12 @@ def is_tradeoff_folder(path: Path) -> bool:
     return "tradeoff.md" in names and names <= {"tradeoff.md", "tradeoff.png"}
 
 
+def is_table_folder(path: Path) -> bool:
+    """The output of ``neurolang results-table`` (its ``table.json``)."""
+    data = _json(path / "table.json")
+    return data is not None and data.get("format") == "neurolang-results-table"
+
+
 def is_venv(path: Path) -> bool:
     """A Python virtual environment (``pyvenv.cfg`` at its top)."""
     return (path / "pyvenv.cfg").is_file()
@@ -98,6 +104,7 @@ KINDS = {
     "stage": is_stage_folder,
     "energy": is_energy_folder,
     "tradeoff": is_tradeoff_folder,
+    "table": is_table_folder,
     "venv": is_venv,
 }
 
@@ -110,6 +117,7 @@ KIND_NAMES = {
     "stage": "neurolang stage folder",
     "energy": "neurolang energy folder",
     "tradeoff": "neurolang energy-chart folder",
+    "table": "neurolang results-table folder",
     "venv": "virtual environment",
 }
 

@@ -1,5 +1,5 @@
 """The training commands: ``train``, ``predistill``, ``distill``, ``finetune-teacher``,
-``build-teacher``, ``evaluate``."""
+``build-teacher``, ``evaluate``, ``results-table``."""
 
 from __future__ import annotations
 
@@ -206,6 +206,52 @@ def register(app: typer.Typer, fail) -> None:
         typer.echo(json.dumps({"output": str(output), "steps": results["steps"],
                                "held_out_mlm_loss": results["held_out_mlm_loss"],
                                "wall_time_s": results["wall_time_s"]}))
+
+    @command("results-table")
+    def results_table(
+        output: Path = typer.Option(Path("runs/table"), "--output", "-o",
+                                    help="Table folder: one run folder per data set, "
+                                    "teachers/, table.md, table.png, table.json."),
+        datasets: str = typer.Option(None, help="Comma-separated subset of mr, sst2, sst5, "
+                                     "chnsenticorp, waimai (default: all five)."),
+        examples: Path = typer.Option(None, help="Folder of the example configs "
+                                      "(<data set>.toml; default: the repository's "
+                                      "examples/)."),
+        backend: str = typer.Option(None, help="torch | snntorch | norse (overrides "
+                                    "run.backend)."),
+        collect_only: bool = typer.Option(False, help="Train nothing: write the table from "
+                                          "the runs already in --output."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every row."),
+    ) -> None:
+        """SpikeBERT's results table: every data set's CPU pipeline run (or resumed) in turn,
+        then a Markdown table and a PNG chart of teacher vs student, SpikeBERT's published
+        test figures beside ours (dev)."""
+        from neurolang.distill.pipeline import train_pipeline
+        from neurolang.distill.table import convert_teacher, plan_table, write_table
+        from neurolang.outputs import claim_folder
+
+        chosen = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+        planned = plan_table(output, chosen, examples, need_configs=not collect_only)
+        claim_folder(output, ["table"], what="--output", overwrite_flag=None)
+        write_table(output, planned)  # marks the folder as this command's before any work
+        configs = {}
+        for item in planned:
+            overrides = list(set_)
+            if item.teacher_dir is not None and not collect_only:
+                overrides.append(f"teacher.name={convert_teacher(item)}")
+            if not collect_only:
+                cfg = _load(item.config_path, backend, overrides)
+                validate_run(cfg, item.run_dir, resume=True)
+                configs[item.row.dataset] = cfg
+        for item in planned:
+            if collect_only:
+                break
+            typer.echo(f"{item.row.dataset}: {item.config_path} -> {item.run_dir}")
+            train_pipeline(configs[item.row.dataset], item.run_dir, resume=True)
+            write_table(output, planned)
+        table = write_table(output, planned)["table"]
+        typer.echo(table)
+        typer.echo(f"table: {output / 'table.md'}, chart: {output / 'table.png'}")
 
     @command()
     def evaluate(
