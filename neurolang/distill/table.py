@@ -197,6 +197,8 @@ def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
         ("SpikeBERT (test)", [r["spikebert"] / 100 for r in rows], "#dd8452", "//"),
     ]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.9 * len(rows)), 4.2))
+    known = [100 * v for _, values, _, _ in series for v in values if v is not None]
+    bottom = max(0.0, min(known) - 10) if known else 0.0
     width = 0.2
     for i, (label, values, color, hatch) in enumerate(series):
         xs = [k + (i - 1.5) * width for k in range(len(rows))]
@@ -204,14 +206,13 @@ def plot(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
         ax.bar(xs, heights, width, label=label, color=color, hatch=hatch,
                alpha=0.55 if hatch else 0.95, edgecolor="black", linewidth=0.4)
         for x, v in zip(xs, values, strict=True):
-            ax.text(x, 100 * v + 0.6 if v is not None else 1.0,
+            ax.text(x, 100 * v + 0.6 if v is not None else bottom + 1.0,
                     f"{100 * v:.1f}" if v is not None else "not run", ha="center",
                     fontsize=6, rotation=90, va="bottom")
     ax.set_xticks(range(len(rows)), names)
     ax.set_ylabel("accuracy (%)")
-    low = [100 * v for _, values, _, _ in series for v in values if v is not None]
-    ax.set_ylim(max(0.0, min(low) - 10) if low else 0.0, 112)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.set_ylim(bottom, 115)
+    ax.legend(fontsize=7, ncol=4, loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("teacher vs spiking student per data set")
     fig.tight_layout()
