@@ -85,10 +85,14 @@ def is_tradeoff_folder(path: Path) -> bool:
     return "tradeoff.md" in names and names <= {"tradeoff.md", "tradeoff.png"}
 
 
+TABLE_FORMAT = "neurolang-results-table"
+"""The ``format`` of the ``table.json`` that ``neurolang results-table`` writes."""
+
+
 def is_table_folder(path: Path) -> bool:
     """The output of ``neurolang results-table`` (its ``table.json``)."""
     data = _json(path / "table.json")
-    return data is not None and data.get("format") == "neurolang-results-table"
+    return data is not None and data.get("format") == TABLE_FORMAT
 
 
 def is_venv(path: Path) -> bool:

