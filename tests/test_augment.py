@@ -298,3 +298,57 @@ def test_stage2_trains_on_teacher_labelled_copies(tmp_path, tiny_teacher, tiny_d
     logits = np.load(meta.parent / "logits.npy")
     labels = np.asarray(train["label"])
     assert (labels[96:] == logits[96:].argmax(-1)).all()
+
+
+# ---- the transfer set: more text, labelled by the teacher ----------------------------------
+
+
+def test_transfer_set_adds_teacher_labelled_texts_never_dev_or_train(tmp_path, tiny_teacher,
+                                                                   tiny_data_dir):
+    import datasets
+    import torch
+
+    from neurolang.config import ConfigError
+    from neurolang.data import load_task
+    from neurolang.data.load import dataset_features
+    from neurolang.distill.stages import _transfer_train
+    from neurolang.teachers import load_teacher
+
+    teacher = load_teacher(tiny_teacher, task_head=True)
+    raw = load_task("sst2", data_dir=tiny_data_dir)
+    dev, train = raw["validation"]["text"], raw["train"]["text"]
+    new = ["a quietly moving film", "the plot goes nowhere", "sharp , funny and warm",
+           "too long by half", "an actor at the top of his game"]
+    lines = [*new, new[0], dev[3], "  " + train[5].upper() + " "]
+    source = tmp_path / "phrases.txt"
+    source.write_text("\n".join(lines) + "\n")
+
+    def config(**data):
+        table = {"model": {"preset": "tiny", "max_length": 32, "depth": 2, "time_steps": 2},
+                 "teacher": {"name": str(tiny_teacher), "finetuned": str(tiny_teacher)},
+                 "data": {"task": "sst2", "data_dir": str(tiny_data_dir), "max_length": 32,
+                          **data},
+                 "run": {"threads": 1, "device": "cpu"}}
+        return train_config_from_dict(table)
+
+    out = _transfer_train(dict(raw), teacher, config(transfer=[str(source)]), "cpu")
+    added = out["train"].select(range(len(train), len(out["train"])))
+    assert out["train"][: len(train)] == raw["train"][:]  # the train split comes first, whole
+    assert sorted(added["text"]) == sorted(new)  # the dev sentence, the train one, the repeat
+    for row in added:
+        encoded = teacher.tokenizer(row["text"], return_tensors="pt")
+        with torch.no_grad():
+            logits = teacher(encoded["input_ids"], encoded["attention_mask"],
+                             encoded["token_type_ids"]).logits
+        assert row["label"] == int(logits.argmax(-1))
+    capped = _transfer_train(dict(raw), teacher, config(transfer=[str(source)],
+                                                        max_transfer_samples=2), "cpu")
+    assert len(capped["train"]) == len(train) + 2
+    assert _transfer_train(raw, teacher, config(), "cpu") is raw  # off: unchanged
+    pairs = datasets.Dataset.from_dict(
+        {"text": ["a b"], "text_pair": ["c d"], "label": [0]},
+        features=dataset_features(True, ["no", "yes"]))
+    with pytest.raises(ConfigError, match="single texts"):
+        _transfer_train({"train": pairs}, teacher, config(transfer=[str(source)]), "cpu")
+    with pytest.raises(ConfigError, match="max_transfer_samples"):
+        config(transfer=["glue_sst2"], max_transfer_samples=0)

@@ -17,10 +17,12 @@ from neurolang.data import (
     DynamicPaddingCollator,
     LengthBucketBatchSampler,
     build_dataloader,
+    dev_texts,
     get_task,
     load_local_files,
     load_task,
     load_unlabelled,
+    normalise_text,
     resolve_data_dir,
     tokenize,
 )
@@ -381,6 +383,38 @@ def test_task_sentences_without_labels_and_seeded_max_samples(data_dir):
     other = load_unlabelled(["sst2", "rte"], data_dir=data_dir, max_samples=50, seed=8)
     assert len(sample) == 50 and sample["text"] == again["text"] != other["text"]
     assert set(sample["text"]) <= set(everything["text"])
+
+
+def test_stage1_text_leaves_out_every_dev_sentence(data_dir):
+    dev = dev_texts(data_dir)
+    # SST-2's and SST-5's dev sets, MR's seeded holdout, ChnSenti's dev, GLUE's dev sets
+    for task in ("sst2", "sst5", "mr", "chnsenticorp", "cola", "rte"):
+        rows = load_task(task, data_dir=data_dir)["validation"]
+        assert {normalise_text(t) for t in rows["text"]} <= dev, task
+    # MR holds the Rotten Tomatoes sentences SST was built from: SST-2's dev set is in MR's
+    # train split, MR's holdout in SST-2's train split
+    sst2_dev = {
+        normalise_text(t) for t in load_task("sst2", data_dir=data_dir)["validation"]["text"]
+    }
+    mr_train = load_unlabelled("mr", data_dir=data_dir)["text"]
+    kept = load_unlabelled("mr", data_dir=data_dir, exclude=dev)["text"]
+    leaked = [t for t in mr_train if normalise_text(t) in sst2_dev]
+    assert leaked and len(kept) <= len(mr_train) - len(leaked)
+    assert not {normalise_text(t) for t in kept} & dev
+    assert set(kept) <= set(mr_train)
+    # compared case folded, whitespace collapsed; the cap counts kept texts
+    sample = load_unlabelled(
+        "mr",
+        data_dir=data_dir,
+        exclude=[leaked[0].upper() + "  "],
+        max_samples=len(mr_train) - 1,
+        seed=3,
+    )
+    assert len(sample) == len(mr_train) - 1 and leaked[0] not in sample["text"]
+    with pytest.raises(DataError, match="is left out"):
+        load_unlabelled(
+            "sst2", data_dir=data_dir, exclude=load_task("sst2", data_dir=data_dir)["train"]["text"]
+        )
 
 
 def test_unknown_unlabelled_source(data_dir):

@@ -27,7 +27,12 @@ from neurolang.data.tasks import (
     get_task,
     known_task_names,
 )
-from neurolang.data.unlabelled import load_unlabelled, validate_unlabelled_sources
+from neurolang.data.unlabelled import (
+    dev_texts,
+    load_unlabelled,
+    normalise_text,
+    validate_unlabelled_sources,
+)
 
 __all__ = [
     "ENV_DATA_DIR",
@@ -50,7 +55,9 @@ __all__ = [
     "load_hub_task",
     "load_local_files",
     "load_task",
+    "dev_texts",
     "load_unlabelled",
+    "normalise_text",
     "local_task",
     "resolve_data_dir",
     "resolve_task",

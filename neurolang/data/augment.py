@@ -268,7 +268,8 @@ def embedding_neighbours(tokenizer: Any, embedding_matrix: Any, k: int,
 
 
 def teacher_labels(teacher: Any, texts: Sequence[str], pairs: Sequence[str] | None,
-                   max_length: int, device: Any = "cpu", batch_size: int = 64) -> list[int]:
+                   max_length: int, device: Any = "cpu", batch_size: int = 64,
+                   what: str = "the augmented rows") -> list[int]:
     """The teacher's argmax class of every text (``pairs``: the second texts of a pair task),
     encoded as stage 2 encodes its rows (truncated to ``max_length``); eval mode, batches
     sorted by length, no autograd. The only function here besides the table that needs torch."""
@@ -282,8 +283,8 @@ def teacher_labels(teacher: Any, texts: Sequence[str], pairs: Sequence[str] | No
     was_training = teacher.training
     teacher.eval()
     with torch.no_grad():
-        for start in progress(range(0, len(order), batch_size), desc="stage 2: teacher labels "
-                              "of the augmented rows", unit="batch"):
+        for start in progress(range(0, len(order), batch_size), desc=f"stage 2: teacher labels "
+                              f"of {what}", unit="batch"):
             rows = order[start : start + batch_size]
             encoded = tokenizer([texts[i] for i in rows],
                                 [pairs[i] for i in rows] if pairs is not None else None,

@@ -5,8 +5,9 @@ plain text file.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,19 @@ from neurolang.data.examples import check_spec_files, spec_root
 from neurolang.data.files import SUFFIX_FORMATS, file_error, read_text, resolve_data_dir
 from neurolang.data.loading import load_task
 from neurolang.data.resolve import looks_like_path, resolve_task, shown_name
-from neurolang.data.tasks import HUB_ALIASES, TASKS, TRAIN, TaskSpec, known_task_names
+from neurolang.data.tasks import (
+    HUB_ALIASES,
+    TASKS,
+    TRAIN,
+    VALIDATION,
+    TaskSpec,
+    known_task_names,
+)
 
-__all__ = ["load_unlabelled", "validate_unlabelled_sources"]
+__all__ = ["dev_texts", "load_unlabelled", "normalise_text", "validate_unlabelled_sources"]
 
+
+log = logging.getLogger(__name__)
 
 UnlabelledSource = str | os.PathLike | TaskSpec
 """An unlabelled text source: a name (``wikitext2``, ``tinyshakespeare``, a task), a
@@ -42,6 +52,8 @@ def load_unlabelled(
     seed: int = 0,
     lines_per_chunk: int = 4,
     splits: Sequence[str] = (TRAIN,),
+    exclude: Collection[str] = (),
+    unique: bool = False,
 ) -> datasets.Dataset:
     """Unlabelled text (one column ``text``) for stage-1 pre-distillation.
 
@@ -55,6 +67,10 @@ def load_unlabelled(
         max_samples: keep this many texts, drawn by a shuffle seeded with ``seed``; without it
             every text is kept in source order.
         splits: which splits of a task to take sentences from (default only ``train``).
+        exclude: texts to leave out, compared after ``normalise_text`` (``dev_texts``: every
+            dev sentence), before ``max_samples`` draws, so the cap counts kept texts.
+        unique: keep only the first of texts that are the same after ``normalise_text``
+            (also before the draw).
     """
     sources = _source_list(sources)
     if lines_per_chunk < 1:
@@ -64,6 +80,27 @@ def load_unlabelled(
         texts.extend(_unlabelled_texts(source, data_dir, lines_per_chunk, splits))
     if not texts:
         raise DataError(f"the unlabelled sources {[shown_name(s) for s in sources]} hold no text")
+    if exclude or unique:
+        excluded = {normalise_text(t) for t in exclude}
+        kept = []
+        for text in texts:
+            key = normalise_text(text)
+            if key not in excluded:
+                kept.append(text)
+                if unique:
+                    excluded.add(key)
+        if len(kept) < len(texts):
+            log.info(
+                "unlabelled text: %d of %d texts left out (repeats, dev sentences, train sentences)",
+                len(texts) - len(kept),
+                len(texts),
+            )
+        if not kept:
+            raise DataError(
+                f"every text of the sources {[shown_name(s) for s in sources]} is left out (a dev "
+                "sentence, or for a transfer set one of the train split's)"
+            )
+        texts = kept
     if max_samples is not None:
         if max_samples < 1:
             raise DataError(f"max_samples must be >= 1, got {max_samples}")
@@ -73,6 +110,48 @@ def load_unlabelled(
     return datasets.Dataset.from_dict(
         {"text": texts}, features=datasets.Features({"text": datasets.Value("string")})
     )
+
+
+def normalise_text(text: str) -> str:
+    """The form in which texts are compared for deduplication: case folded, runs of
+    whitespace made one space, stripped (``"A  Film "`` and ``"a film"`` are the same)."""
+    return " ".join(text.casefold().split())
+
+
+def dev_texts(
+    data_dir: str | os.PathLike | None = None, also: Sequence[UnlabelledSource] = ()
+) -> set[str]:
+    """The normalised sentences (both of a pair) of every dev split the offline data folder
+    holds: each registered task whose files are there (MR and Waimai: their seeded holdout),
+    plus the tasks in ``also`` (e.g. a user's own files). Stage-1 text leaves these out, so
+    that no student has seen, even unlabelled, a sentence it is selected on."""
+    root = resolve_data_dir(data_dir)
+    specs: list[UnlabelledSource] = []
+    for name, spec in TASKS.items():
+        try:
+            check_spec_files(spec, spec_root(spec, root))
+        except DataError:
+            continue  # not in this data folder
+        specs.append(name)
+    texts: set[str] = set()
+    quiet = logging.getLogger("neurolang.data")
+    for source in [*specs, *also]:
+        kind, value = _resolve_unlabelled(source, root)
+        if kind != "task":
+            continue
+        level = quiet.level  # another task's data warnings (empty rows) do not belong here
+        quiet.setLevel(logging.ERROR)
+        try:
+            loaded = load_task(value, data_dir=root)
+        finally:
+            quiet.setLevel(level)
+        if VALIDATION not in loaded:
+            continue
+        dev = loaded[VALIDATION]
+        for column in ("text", "text_pair"):
+            if column in dev.column_names:
+                texts.update(normalise_text(t) for t in dev[column] if t.strip())
+    return texts
 
 
 def validate_unlabelled_sources(

@@ -115,7 +115,15 @@ class DataConfig:
     ``[data.augment]`` (:class:`AugmentConfig`, off by default): stage 2's train split grows by
     augmented copies of its sentences, labelled by the fine-tuned teacher (its argmax), e.g.
     ``--set data.augment.copies=20``. Of a sentence pair only the first text is augmented, the
-    second is copied as it is. Validation rows are never augmented."""
+    second is copied as it is. Validation rows are never augmented.
+
+    ``transfer``: a transfer set for stage 2 (Tang et al. 2019 distil over one): text sources
+    of the kinds ``unlabelled`` takes (e.g. ``glue_sst2``, SST's labelled phrases, here read
+    without their labels) whose texts join stage 2's train split labelled by the fine-tuned
+    teacher (its argmax, like the augmented copies), at most ``max_transfer_samples`` (>= 1,
+    seeded) of them. Off (``[]``) by default; single-sentence tasks only. Stage-1 text and
+    the transfer set both leave out every dev sentence of the data folder
+    (``neurolang.data.dev_texts``); the transfer set also every sentence of the train split."""
 
     task: str = "sst2"
     data_dir: str = ""
@@ -123,14 +131,17 @@ class DataConfig:
     unlabelled: list[str] = field(default_factory=lambda: ["wikitext2", "task"])
     max_unlabelled_samples: int = 20000
     max_train_samples: int = 0
+    transfer: list[str] = field(default_factory=list)
+    max_transfer_samples: int = 20000
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         check_str("", "task", self.task, non_empty=True)
         check_str("", "data_dir", self.data_dir)
         self.unlabelled = check_str_list("", "unlabelled", self.unlabelled)
+        self.transfer = check_str_list("", "transfer", self.transfer)
         for name, at_least in (("max_length", 2), ("max_unlabelled_samples", 1),
-                               ("max_train_samples", 0)):
+                               ("max_train_samples", 0), ("max_transfer_samples", 1)):
             setattr(self, name, check_int("", name, getattr(self, name), at_least=at_least))
         if not isinstance(self.augment, AugmentConfig):
             raise ValueError(f"augment must be a table of options, got {self.augment!r}")

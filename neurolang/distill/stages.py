@@ -25,8 +25,10 @@ from torch import nn
 from neurolang.backends import compile as compile_model
 from neurolang.checkpoint import CheckpointError, from_pretrained, load_weights, read_config
 from neurolang.data import (
+    TASKS,
     DynamicPaddingCollator,
     LengthBucketBatchSampler,
+    dev_texts,
     load_task,
     load_unlabelled,
     resolve_task,
@@ -134,8 +136,6 @@ def _init_embeddings(student: SpikingClassifier, teacher: Teacher, mode: str) ->
 def task_text_source(config: TrainConfig):
     """What ``"task"`` names among the unlabelled sources: the task's own sentences (a named
     task by its name; the user's own files through their task spec)."""
-    from neurolang.data import TASKS
-
     name = str(config.data.task).strip().lower()
     return name if name in TASKS else resolve_task(config.data.task)
 
@@ -196,6 +196,36 @@ def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
     return raw
 
 
+def _transfer_train(raw, teacher: Teacher, config: TrainConfig, device):
+    """``raw`` with the transfer set (``data.transfer``) added to its train split: at most
+    ``data.max_transfer_samples`` texts of those sources (seeded by ``distill.seed``), none of
+    them a dev sentence of the data folder or a sentence of the train split, labelled by the
+    teacher's argmax."""
+    from datasets import Dataset, concatenate_datasets
+
+    data, train = config.data, raw["train"]
+    if not data.transfer or teacher.num_labels != train.features["label"].num_classes:
+        return raw  # off; or a teacher for another task, which distill() refuses
+    if "text_pair" in train.column_names:
+        from neurolang.config import ConfigError
+
+        raise ConfigError(f"data.transfer takes single texts; the task {data.task!r} has "
+                          "sentence pairs (set data.transfer = [])")
+    data_dir = data.data_dir or None
+    sources = [task_text_source(config) if s == "task" else s for s in data.transfer]
+    own = [] if str(data.task).strip().lower() in TASKS else [resolve_task(data.task)]
+    exclude = dev_texts(data_dir, also=own) | set(train["text"])
+    texts = load_unlabelled(sources, data_dir=data_dir, max_samples=data.max_transfer_samples,
+                            seed=config.distill.seed, exclude=exclude, unique=True)["text"]
+    labels = teacher_labels(teacher, texts, None, data.max_length, device,
+                            what="the transfer set")
+    raw["train"] = concatenate_datasets([train, Dataset.from_dict(
+        {"text": texts, "label": labels}, features=train.features)])
+    log.info("stage 2: %d transfer rows from %s added to the %d train rows", len(texts),
+             ", ".join(data.transfer), len(train))
+    return raw
+
+
 def _distill_features(student_out, cache_hidden, pairs, projections, mask):
     total = 0
     for block, layer in pairs:
@@ -237,8 +267,11 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     sources = [task_text_source(config) if s == "task" else s for s in config.data.unlabelled]
     processes = _process_state(config)
     with processes.main_process_first():
-        text = load_unlabelled(sources, data_dir=config.data.data_dir or None,
-                               max_samples=config.data.max_unlabelled_samples, seed=cfg.seed)
+        data_dir = config.data.data_dir or None
+        own = [] if str(config.data.task).strip().lower() in TASKS else [task]
+        text = load_unlabelled(sources, data_dir=data_dir,
+                               max_samples=config.data.max_unlabelled_samples, seed=cfg.seed,
+                               exclude=dev_texts(data_dir, also=own), unique=True)
         data = tokenize(text, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     student_config = _student_config(config, teacher, _task_classes(config, task))
@@ -325,6 +358,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
         raw = _train_rows(load_task(config.data.task, data_dir=config.data.data_dir or None),
                           config)
         raw = _augmented_train(raw, teacher, config, device)
+        raw = _transfer_train(raw, teacher, config, device)
         data = tokenize(raw, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     # the label feature knows every class, also when a capped subset misses some
