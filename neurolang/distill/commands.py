@@ -245,8 +245,9 @@ def register(app: typer.Typer, fail) -> None:
             configs = {}
             for item in planned:  # every row's config checked before the first one trains
                 overrides = list(set_)
-                if item.teacher_dir is not None:
-                    overrides.append(f"teacher.name={convert_teacher(item)}")
+                if item.teacher_dir is not None:  # trimmed to the texts the row reads
+                    row = _load(item.config_path, backend, overrides)
+                    overrides.append(f"teacher.name={convert_teacher(item, row.data)}")
                 configs[item.row.dataset] = cfg = _load(item.config_path, backend, overrides)
                 validate_run(cfg, item.run_dir, resume=True)
             for item in planned:

