@@ -249,6 +249,16 @@ def test_messages_name_the_real_problem(tmp_path, model_dir, tiny_data_dir):
     assert not (tmp_path / "t").exists()
 
 
+def test_a_bad_transfer_set_is_refused_before_any_work(tmp_path, tiny_teacher):
+    base = ["train", "--output", tmp_path / "run", "--set", f"teacher.name={tiny_teacher}",
+            "--set", f"teacher.finetuned={tiny_teacher}"]
+    result, text = invoke([*base, "--set", "data.task=rte", "--set", "data.transfer=glue_sst2"])
+    assert_clean_error(result, text, "data.transfer takes single texts", "'rte'")
+    result, text = invoke([*base, "--set", "data.transfer=bookcorpus"])
+    assert_clean_error(result, text, "unknown unlabelled text source 'bookcorpus'")
+    assert not (tmp_path / "run").exists()
+
+
 # ---- 6. silent wrong results become errors ------------------------------------------------------
 
 
