@@ -284,6 +284,8 @@ def test_stage2_trains_on_teacher_labelled_copies(tmp_path, tiny_teacher, tiny_d
     with caplog.at_level(logging.INFO, logger="neurolang.train"):
         results = distill(config, output, str(tiny_teacher), stage1=None)
     assert results["stage"] == "distill"
+    rows = results["train_rows"]
+    assert rows["task"] == 96 and rows["transfer"] == 0 and 0 < rows["augmented"] <= 2 * 96
     added = [r for r in caplog.records if "augmented rows added" in r.getMessage()]
     assert len(added) == 1 and "to the 96 train rows" in added[0].getMessage()
     cache_dir = output.parent / ".cache"

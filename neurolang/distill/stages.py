@@ -357,8 +357,11 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     with processes.main_process_first():
         raw = _train_rows(load_task(config.data.task, data_dir=config.data.data_dir or None),
                           config)
+        rows = {"task": len(raw["train"])}
         raw = _augmented_train(raw, teacher, config, device)
+        rows["augmented"] = len(raw["train"]) - rows["task"]
         raw = _transfer_train(raw, teacher, config, device)
+        rows["transfer"] = len(raw["train"]) - rows["task"] - rows["augmented"]
         data = tokenize(raw, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     # the label feature knows every class, also when a capped subset misses some
@@ -451,6 +454,6 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     results = {"stage": "distill", "task": task.name, "dev": dev,
                "selection_metric": selection, "best_epoch": state["best_epoch"],
                "history": state["history"], "stage1": loaded, "layer_map": pairs,
-               "wall_time_s": time.perf_counter() - start}
+               "train_rows": rows, "wall_time_s": time.perf_counter() - start}
     write_results(output, results)
     return results
