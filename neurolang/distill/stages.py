@@ -271,7 +271,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
         own = [] if str(config.data.task).strip().lower() in TASKS else [task]
         text = load_unlabelled(sources, data_dir=data_dir,
                                max_samples=config.data.max_unlabelled_samples, seed=cfg.seed,
-                               exclude=dev_texts(data_dir, also=own), unique=True)
+                               exclude=dev_texts(data_dir, also=own))
         data = tokenize(text, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     student_config = _student_config(config, teacher, _task_classes(config, task))
