@@ -41,10 +41,9 @@ def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
     """The whole configuration checked before any work: the task's data, the unlabelled
     sources, the teachers and the output folder (a dry run of everything that can fail on
     what the user gave)."""
-    from neurolang.config import ConfigError
     from neurolang.data import load_task, validate_unlabelled_sources
     from neurolang.distill.pipeline import check_run_folder
-    from neurolang.distill.stages import task_text_source
+    from neurolang.distill.stages import check_transfer_task, text_sources
     from neurolang.teachers import TeacherError, check_teacher
 
     data_dir = cfg.data.data_dir or None
@@ -52,14 +51,10 @@ def validate_run(cfg, output: Path | None = None, *, resume: bool = False,
     if stage1 is None:
         stage1 = cfg.predistill.enabled
     if stage1:
-        sources = [task_text_source(cfg) if s == "task" else s for s in cfg.data.unlabelled]
-        validate_unlabelled_sources(sources, data_dir=data_dir)
+        validate_unlabelled_sources(text_sources(cfg, cfg.data.unlabelled), data_dir=data_dir)
     if cfg.data.transfer:
-        if "text_pair" in raw["train"].column_names:
-            raise ConfigError(f"data.transfer takes single texts; the task {cfg.data.task!r} "
-                              "has sentence pairs (set data.transfer = [])")
-        sources = [task_text_source(cfg) if s == "task" else s for s in cfg.data.transfer]
-        validate_unlabelled_sources(sources, data_dir=data_dir)
+        check_transfer_task(raw["train"], cfg.data.task)
+        validate_unlabelled_sources(text_sources(cfg, cfg.data.transfer), data_dir=data_dir)
     finetuned = teacher if teacher is not None else cfg.teacher.finetuned
     if finetuned:
         if stage1:  # stage 1 aligns with the pretrained teacher

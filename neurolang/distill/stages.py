@@ -140,6 +140,27 @@ def task_text_source(config: TrainConfig):
     return name if name in TASKS else resolve_task(config.data.task)
 
 
+def text_sources(config: TrainConfig, names) -> list:
+    """Text source names (``data.unlabelled``, ``data.transfer``) with ``"task"`` resolved."""
+    return [task_text_source(config) if s == "task" else s for s in names]
+
+
+def held_out_texts(config: TrainConfig) -> set[str]:
+    """Every dev sentence of the data folder, the task's own too when it is a user's files
+    (``dev_texts``): what stage-1 text and the transfer set leave out."""
+    own = task_text_source(config)
+    return dev_texts(config.data.data_dir or None, also=[] if isinstance(own, str) else [own])
+
+
+def check_transfer_task(train, task) -> None:
+    """A transfer set needs a single-sentence task: its texts have no second sentence."""
+    if "text_pair" in train.column_names:
+        from neurolang.config import ConfigError
+
+        raise ConfigError(f"data.transfer takes single texts; the task {task!r} has "
+                          "sentence pairs (set data.transfer = [])")
+
+
 def _task_classes(config: TrainConfig, task) -> int:
     """The task's number of classes: declared by its spec (``label_names``/``num_labels``),
     else read from its label feature. Stage 1 builds its head with it, so that stage 2 loads
@@ -206,16 +227,10 @@ def _transfer_train(raw, teacher: Teacher, config: TrainConfig, device):
     data, train = config.data, raw["train"]
     if not data.transfer or teacher.num_labels != train.features["label"].num_classes:
         return raw  # off; or a teacher for another task, which distill() refuses
-    if "text_pair" in train.column_names:
-        from neurolang.config import ConfigError
-
-        raise ConfigError(f"data.transfer takes single texts; the task {data.task!r} has "
-                          "sentence pairs (set data.transfer = [])")
-    data_dir = data.data_dir or None
-    sources = [task_text_source(config) if s == "task" else s for s in data.transfer]
-    own = [] if str(data.task).strip().lower() in TASKS else [resolve_task(data.task)]
-    exclude = dev_texts(data_dir, also=own) | set(train["text"])
-    texts = load_unlabelled(sources, data_dir=data_dir, max_samples=data.max_transfer_samples,
+    check_transfer_task(train, data.task)
+    exclude = held_out_texts(config) | set(train["text"])
+    texts = load_unlabelled(text_sources(config, data.transfer), data_dir=data.data_dir or None,
+                            max_samples=data.max_transfer_samples,
                             seed=config.distill.seed, exclude=exclude, unique=True)["text"]
     labels = teacher_labels(teacher, texts, None, data.max_length, device,
                             what="the transfer set")
@@ -264,14 +279,12 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     teacher = load_teacher(config.teacher.name, task_head=False, device=device)
     teacher.check_length(config.data.max_length)
     task = resolve_task(config.data.task)
-    sources = [task_text_source(config) if s == "task" else s for s in config.data.unlabelled]
     processes = _process_state(config)
     with processes.main_process_first():
-        data_dir = config.data.data_dir or None
-        own = [] if str(config.data.task).strip().lower() in TASKS else [task]
-        text = load_unlabelled(sources, data_dir=data_dir,
+        text = load_unlabelled(text_sources(config, config.data.unlabelled),
+                               data_dir=config.data.data_dir or None,
                                max_samples=config.data.max_unlabelled_samples, seed=cfg.seed,
-                               exclude=dev_texts(data_dir, also=own))
+                               exclude=held_out_texts(config))
         data = tokenize(text, teacher.tokenizer, config.data.max_length,
                         cache_dir=output.parent / ".cache")
     student_config = _student_config(config, teacher, _task_classes(config, task))
