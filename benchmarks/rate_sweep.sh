@@ -48,7 +48,8 @@ for w in $weights; do
 done
 if [ -d "$run/energy" ]; then
     own=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['distill']; \
-print(f\"w_rate={c['w_rate']:g}, {c['epochs']:g} epochs\")" "$run/train_config.json")
+e = c['epochs']; \
+print(f\"w_rate={c['w_rate']:g}, {e:g} epoch{'' if e == 1 else 's'}\")" "$run/train_config.json")
     reports+=("$run/energy"); labels+=(--label "spike-driven $own")
 fi
 "$nl" energy-chart "${reports[@]}" "$lif/energy" "${labels[@]}" --label "LIF Spikformer" \

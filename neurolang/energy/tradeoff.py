@@ -80,6 +80,8 @@ def plot_tradeoff(points: Sequence[Point], path: str | Path) -> Path:
     from neurolang.energy.plots import _pyplot
 
     plt = _pyplot()
+    from matplotlib import ticker
+
     models = sorted({m for p in points for m in p.ratios})
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.4), squeeze=False)
     teachers = sorted({p.teacher_accuracy for p in points if p.teacher_accuracy is not None})
@@ -92,6 +94,10 @@ def plot_tradeoff(points: Sequence[Point], path: str | Path) -> Path:
             ax.scatter(1.0, accuracy, s=90, marker="*", color="black", zorder=3,
                        label="teacher")
         ax.set_xscale("log")
+        # shares as percentages at 1-2-5 steps; no minor labels (they collide on a narrow axis)
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{100 * x:g}%"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xlabel(f"energy / teacher's ({model})")
         ax.set_ylabel("accuracy")
