@@ -177,6 +177,25 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_teacher, tiny_da
         assert torch.equal(a[key], b[key]), key
 
 
+def test_run_seed_moves_every_stage_seed(tmp_path, tiny_teacher, tiny_data_dir):
+    """``--set run.seed=1`` trains another model of the same config (it used to change
+    nothing once the teacher was given), and the same one as the stage's own seed moved by 1."""
+    config = _config_file(tmp_path, tiny_teacher, tiny_data_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    weights = {}
+    for name, extra in (("default", []), ("run1", ["--set", "run.seed=1"]),
+                        ("distill1", ["--set", "distill.seed=1"])):
+        out = tmp_path / name
+        done = subprocess.run(_distill_args(config, tiny_teacher, out) + extra, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        weights[name] = load_file(str(out / "checkpoint" / "weights.safetensors"))
+    assert any(not torch.equal(weights["default"][k], weights["run1"][k])
+               for k in weights["default"])
+    for key in weights["run1"]:
+        assert torch.equal(weights["run1"][key], weights["distill1"][key]), key
+
+
 @pytest.mark.parametrize("icsfd", [False, True])
 def test_two_processes_train_the_same_model_as_one(tmp_path, tiny_teacher, tiny_data_dir,
                                                    icsfd):

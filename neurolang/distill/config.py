@@ -237,7 +237,10 @@ class RunConfig:
     default). ``backend`` is checked against the installed backends when the run starts.
     ``log_with``: ``"tensorboard"`` also logs every stage's metrics for TensorBoard (through
     Accelerate's trackers, into ``STAGE/logs/``; needs the ``tensorboard`` package); ``""``
-    (the default): the ``metrics.jsonl`` files only."""
+    (the default): the ``metrics.jsonl`` files only. ``seed`` seeds the whole run: teacher
+    fine-tuning, the train split's subset, and it is added to every stage's own ``seed``
+    (``predistill``, ``distill``, ``data.augment``; also the transfer set's sample), so that
+    ``--set run.seed=N`` gives a second run of one config."""
 
     backend: str = "torch"
     seed: int = 0

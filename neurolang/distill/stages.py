@@ -13,6 +13,7 @@ checkpoint with ``resume=True``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -201,7 +202,7 @@ def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
                                        cfg.neighbours, text_words(texts)) if cfg.p_replace else {})
     rows = augment_texts(texts, copies=cfg.copies, p_mask=cfg.p_mask, p_replace=cfg.p_replace,
                          p_ngram=cfg.p_ngram, max_ngram=cfg.max_ngram, mask_token=mask,
-                         neighbours=neighbours, seed=cfg.seed)
+                         neighbours=neighbours, seed=cfg.seed + config.run.seed)
     sources = [r for r, _ in rows]
     copied = {name: [column[r] for r in sources] for name in train.column_names
               if name not in ("text", "label") for column in [train[name]]}
@@ -219,7 +220,8 @@ def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
 
 def _transfer_train(raw, teacher: Teacher, config: TrainConfig, device):
     """``raw`` with the transfer set (``data.transfer``) added to its train split: at most
-    ``data.max_transfer_samples`` texts of those sources (seeded by ``distill.seed``), none of
+    ``data.max_transfer_samples`` texts of those sources (seeded by ``distill.seed`` +
+    ``run.seed``), none of
     them a dev sentence of the data folder or a sentence of the train split, labelled by the
     teacher's argmax."""
     from datasets import Dataset, concatenate_datasets
@@ -231,7 +233,8 @@ def _transfer_train(raw, teacher: Teacher, config: TrainConfig, device):
     exclude = held_out_texts(config) | set(train["text"])
     texts = load_unlabelled(text_sources(config, data.transfer), data_dir=data.data_dir or None,
                             max_samples=data.max_transfer_samples,
-                            seed=config.distill.seed, exclude=exclude, unique=True)["text"]
+                            seed=config.distill.seed + config.run.seed, exclude=exclude,
+                            unique=True)["text"]
     labels = teacher_labels(teacher, texts, None, data.max_length, device,
                             what="the transfer set")
     raw["train"] = concatenate_datasets([train, Dataset.from_dict(
@@ -267,13 +270,20 @@ def _process_state(config: TrainConfig):
 # ---- stage 1 ------------------------------------------------------------------------------
 
 
+def offset_seed(stage, run_seed: int):
+    """The stage's settings with ``seed`` moved by ``run.seed``: the run's seed moves every seed
+    of the run (initialisation, data order, dropout, text sampling), each stage's own ``seed``
+    moves that stage's alone; with both at their default 0 nothing moves."""
+    return dataclasses.replace(stage, seed=stage.seed + run_seed) if run_seed else stage
+
+
 def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> dict[str, Any]:
     """Stage 1 on unlabelled text; writes ``output/model`` and ``output/results.json``."""
     done = stage_complete(output)
     if done:
         log.info("stage 1 already complete in %s: skipped", output)
         return done
-    cfg, start = config.predistill, time.perf_counter()
+    cfg, start = offset_seed(config.predistill, config.run.seed), time.perf_counter()
     seed_everything(cfg.seed)
     device = _device(config)
     teacher = load_teacher(config.teacher.name, task_head=False, device=device)
@@ -360,7 +370,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
     if done:
         log.info("stage 2 already complete in %s: skipped", output)
         return done
-    cfg, start = config.distill, time.perf_counter()
+    cfg, start = offset_seed(config.distill, config.run.seed), time.perf_counter()
     seed_everything(cfg.seed)
     device = _device(config)
     teacher = load_teacher(teacher_dir, task_head=True, device=device)
