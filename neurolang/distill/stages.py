@@ -181,6 +181,14 @@ def _train_rows(raw, config: TrainConfig):
     return raw
 
 
+def offset_seed(stage, run_seed: int):
+    """Settings with a ``seed`` (a stage's, ``data.augment``'s) with it moved by ``run.seed``: the
+    run's seed moves every seed of the run (initialisation, data order, dropout, text sampling,
+    augmentation), each section's own ``seed`` moves that section's alone; with both at their
+    default 0 nothing moves."""
+    return dataclasses.replace(stage, seed=stage.seed + run_seed)
+
+
 def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
     """``raw`` with ``data.augment.copies`` augmented copies of every train sentence added to
     its train split (``neurolang.data.augment``), labelled by the teacher's argmax; the other
@@ -190,7 +198,7 @@ def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
 
     from neurolang.config import ConfigError
 
-    cfg, train = config.data.augment, raw["train"]
+    cfg, train = offset_seed(config.data.augment, config.run.seed), raw["train"]
     if not cfg.copies or teacher.num_labels != train.features["label"].num_classes:
         return raw  # off; or a teacher for another task, which distill() refuses
     mask = teacher.tokenizer.mask_token
@@ -202,7 +210,7 @@ def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
                                        cfg.neighbours, text_words(texts)) if cfg.p_replace else {})
     rows = augment_texts(texts, copies=cfg.copies, p_mask=cfg.p_mask, p_replace=cfg.p_replace,
                          p_ngram=cfg.p_ngram, max_ngram=cfg.max_ngram, mask_token=mask,
-                         neighbours=neighbours, seed=cfg.seed + config.run.seed)
+                         neighbours=neighbours, seed=cfg.seed)
     sources = [r for r, _ in rows]
     copied = {name: [column[r] for r in sources] for name in train.column_names
               if name not in ("text", "label") for column in [train[name]]}
@@ -220,8 +228,7 @@ def _augmented_train(raw, teacher: Teacher, config: TrainConfig, device):
 
 def _transfer_train(raw, teacher: Teacher, config: TrainConfig, device):
     """``raw`` with the transfer set (``data.transfer``) added to its train split: at most
-    ``data.max_transfer_samples`` texts of those sources (seeded by ``distill.seed`` +
-    ``run.seed``), none of
+    ``data.max_transfer_samples`` texts of those sources (sampled with stage 2's seed), none of
     them a dev sentence of the data folder or a sentence of the train split, labelled by the
     teacher's argmax."""
     from datasets import Dataset, concatenate_datasets
@@ -233,8 +240,8 @@ def _transfer_train(raw, teacher: Teacher, config: TrainConfig, device):
     exclude = held_out_texts(config) | set(train["text"])
     texts = load_unlabelled(text_sources(config, data.transfer), data_dir=data.data_dir or None,
                             max_samples=data.max_transfer_samples,
-                            seed=config.distill.seed + config.run.seed, exclude=exclude,
-                            unique=True)["text"]
+                            seed=offset_seed(config.distill, config.run.seed).seed,
+                            exclude=exclude, unique=True)["text"]
     labels = teacher_labels(teacher, texts, None, data.max_length, device,
                             what="the transfer set")
     raw["train"] = concatenate_datasets([train, Dataset.from_dict(
@@ -268,13 +275,6 @@ def _process_state(config: TrainConfig):
 
 
 # ---- stage 1 ------------------------------------------------------------------------------
-
-
-def offset_seed(stage, run_seed: int):
-    """The stage's settings with ``seed`` moved by ``run.seed``: the run's seed moves every seed
-    of the run (initialisation, data order, dropout, text sampling), each stage's own ``seed``
-    moves that stage's alone; with both at their default 0 nothing moves."""
-    return dataclasses.replace(stage, seed=stage.seed + run_seed) if run_seed else stage
 
 
 def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> dict[str, Any]:
