@@ -15,7 +15,7 @@ pytest.importorskip("tokenizers")
 from neurolang import build_model, preset  # noqa: E402
 from neurolang.cli import app  # noqa: E402
 from neurolang.data import load_task, tokenize  # noqa: E402
-from neurolang.distill.stages import _init_embeddings  # noqa: E402
+from neurolang.distill.stages import _init_blocks, _init_embeddings  # noqa: E402
 from neurolang.teachers import (  # noqa: E402
     TeacherError,
     finetune_teacher,
@@ -146,6 +146,52 @@ def test_bert_teacher_positions_start_at_zero(tiny_teacher):
                                 max_length=16, position_embedding=True))
     _init_embeddings(student, teacher, "teacher")
     torch.testing.assert_close(student.position.weight, teacher.position_embeddings[:16])
+
+
+@pytest.mark.parametrize("block", ["spikformer", "spike_driven", "spikelm"])
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_blocks_initialised_from_the_aligned_teacher_layers(kind, block, tiny_teacher,
+                                                             roberta_dir):
+    teacher = load_teacher(tiny_teacher if kind == "bert" else roberta_dir)
+    layers = teacher.model.base_model.encoder.layer
+    # as wide as the tiny teachers (2 layers): block i <- layer k(i) - 1 = i
+    ratio = teacher.model.config.intermediate_size // 32
+    student = build_model(preset("tiny", hidden_size=32, vocab_size=teacher.vocab_size,
+                                 num_heads=2, mlp_ratio=ratio, block=block))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    assert _init_blocks(student, teacher, "random") == []
+    copied = _init_blocks(student, teacher, "teacher")
+    # q, k, v, attention output, fc1, fc2 per block; SpikeLM's two LayerNorms too
+    assert len(copied) == 2 * (8 if block == "spikelm" else 6)
+    for i, layer in enumerate(layers):
+        pairs = [("attention.query", layer.attention.self.query),
+                 ("attention.value", layer.attention.self.value),
+                 ("attention.output", layer.attention.output.dense),
+                 ("mlp.fc1", layer.intermediate.dense), ("mlp.fc2", layer.output.dense)]
+        if block == "spikelm":
+            pairs += [("attention_norm", layer.attention.output.LayerNorm),
+                      ("ffn_norm", layer.output.LayerNorm)]
+        for role, source in pairs:
+            if block == "spikelm":
+                role = role.replace("mlp.", "ffn.")
+            target = student.blocks[i].get_submodule(role)
+            target = getattr(target, "linear", target)
+            torch.testing.assert_close(target.weight, source.weight)
+            torch.testing.assert_close(target.bias, source.bias)
+    changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
+    # nothing else moved (a random BERT's biases are zero and its LayerNorms 1/0, like the
+    # student's: the projections' weights are what must change)
+    assert {k for k in changed if k.endswith("weight") and "norm" not in k} == {
+        f"{n}.weight" for n in copied if not n.endswith("norm")}
+    assert changed <= {f"{n}.{p}" for n in copied for p in ("weight", "bias")}
+
+
+def test_blocks_of_another_width_keep_their_init(tiny_teacher):
+    teacher = load_teacher(tiny_teacher)
+    student = build_model(preset("tiny", hidden_size=32, vocab_size=teacher.vocab_size,
+                                 mlp_ratio=4))  # MLP 128 against the teacher's 64
+    copied = _init_blocks(student, teacher, "teacher")
+    assert copied and not any("fc" in name for name in copied)
 
 
 def test_roberta_finetune_with_mcc_selection(tmp_path, roberta_dir, sst5_dir):

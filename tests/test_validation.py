@@ -130,6 +130,7 @@ def test_a_value_out_of_range_names_the_option(override, message):
         ("run.device=tpu", "[run] device must be one of cpu, cuda, auto, got 'tpu'"),
         ("run.device=cuda:x", "[run] device must be one of cpu, cuda, auto, got 'cuda:x'"),
         ("run.init_embeddings=bogus", "[run] init_embeddings must be one of teacher, random"),
+        ("run.init_blocks=bert", "[run] init_blocks must be one of teacher, random"),
         ("distill.mixed_precision=fp8", "[distill] mixed_precision must be one of no, bf16, fp16"),
         ("predistill.schedule=step", "[predistill] schedule must be one of cosine, linear"),
         ("model.encoding=rate", "encoding must be one of repeat, heaviside, got 'rate'"),

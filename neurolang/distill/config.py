@@ -233,6 +233,10 @@ class DistillConfig(OptimConfig):
 class RunConfig:
     """``backend``: torch | snntorch | norse; ``init_embeddings``: ``teacher`` copies the
     teacher's word (and position) embeddings when the widths match, ``random`` does not;
+    ``init_blocks``: ``teacher`` also copies the teacher's layers' projections into the
+    student's blocks (block ``i`` from the layer it is aligned with; stage 1's pretrained
+    teacher, or stage 2's fine-tuned one when there is no stage 1), ``random`` (the default)
+    keeps BERT's random init;
     ``device``: cpu | cuda | cuda:N | auto; ``threads``: torch CPU threads (0: torch's
     default). ``backend`` is checked against the installed backends when the run starts.
     ``log_with``: ``"tensorboard"`` also logs every stage's metrics for TensorBoard (through
@@ -245,6 +249,7 @@ class RunConfig:
     backend: str = "torch"
     seed: int = 0
     init_embeddings: str = "teacher"
+    init_blocks: str = "random"
     device: str = "auto"
     threads: int = 0
     log_with: str = ""
@@ -254,6 +259,7 @@ class RunConfig:
         for name in ("seed", "threads"):
             setattr(self, name, check_int("", name, getattr(self, name), at_least=0))
         check_choice("", "init_embeddings", self.init_embeddings, ("teacher", "random"))
+        check_choice("", "init_blocks", self.init_blocks, ("teacher", "random"))
         if not (isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device)):
             check_choice("", "device", self.device, ("cpu", "cuda", "auto"))
         check_choice("", "log_with", self.log_with, ("", "tensorboard"))

@@ -51,6 +51,7 @@ from neurolang.distill.losses import (
 from neurolang.metrics import compute_metrics, selection_metrics
 from neurolang.models import SpikingClassifier, build_model
 from neurolang.outputs import write_text_atomic
+from neurolang.primitives import Linear
 from neurolang.progress import progress
 from neurolang.seeding import seed_everything
 from neurolang.teachers import Teacher, load_teacher, subset_rows
@@ -131,6 +132,64 @@ def _init_embeddings(student: SpikingClassifier, teacher: Teacher, mode: str) ->
                 log.warning("the teacher has %d position rows (from %d), fewer than the "
                             "student's max_length %d: position embeddings not copied",
                             positions.shape[0], offset, rows)
+    return copied
+
+
+# a module of a student block (its name inside the block, a trailing ``.linear`` dropped) -> the
+# teacher layer's module of the same role (BERT, RoBERTa and XLM-R name them alike). SpikeLM's
+# block is BERT's layer, so its FFN and its two LayerNorms have counterparts too.
+TEACHER_MODULES = {
+    "attention.query": "attention.self.query",
+    "attention.key": "attention.self.key",
+    "attention.value": "attention.self.value",
+    "attention.output": "attention.output.dense",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+    "ffn.fc1": "intermediate.dense",
+    "ffn.fc2": "output.dense",
+    "attention_norm": "attention.output.LayerNorm",
+    "ffn_norm": "output.LayerNorm",
+}
+
+
+def _init_blocks(student: SpikingClassifier, teacher: Teacher, mode: str) -> list[str]:
+    """``run.init_blocks = "teacher"``: copy the teacher's layers into the student's blocks.
+
+    Student block ``i`` takes the weights of the teacher layer whose output it is aligned with
+    (``layer_map``: hidden state ``k(i)``, i.e. layer ``k(i) - 1``), module by module
+    (:data:`TEACHER_MODULES`): queries, keys, values, the attention output, the MLP's two
+    projections (and a LayerNorm where the family has one in BERT's place). The Spikformer's
+    norms after each projection, the neurons and the head keep their own init; so does a
+    module whose shape differs from the teacher's (another width or MLP ratio). Returns the
+    names copied.
+    """
+    if mode != "teacher":
+        return []
+    layers = getattr(getattr(getattr(teacher.model, "base_model", teacher.model), "encoder",
+                             None), "layer", None)
+    if layers is None:
+        log.warning("the teacher %s has no encoder.layer list: blocks not initialised from it",
+                    teacher.source)
+        return []
+    copied = []
+    with torch.no_grad():
+        for i, k in layer_map(student.config.depth, teacher.num_layers):
+            for name, module in student.blocks[i].named_modules():
+                role = name.removesuffix(".linear")
+                if role not in TEACHER_MODULES or not (
+                        isinstance(module, Linear) or getattr(module, "kind", "") == "layer"):
+                    continue
+                try:
+                    source = layers[k - 1].get_submodule(TEACHER_MODULES[role])
+                except AttributeError:
+                    continue
+                if getattr(source, "weight", None) is None or (
+                        source.weight.shape != module.weight.shape):
+                    continue
+                module.weight.copy_(source.weight)
+                if module.bias is not None and source.bias is not None:
+                    module.bias.copy_(source.bias)
+                copied.append(f"blocks.{i}.{name}")
     return copied
 
 
@@ -300,6 +359,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
     student_config = _student_config(config, teacher, _task_classes(config, task))
     student = build_model(student_config)
     copied = _init_embeddings(student, teacher, config.run.init_embeddings)
+    copied += _init_blocks(student, teacher, config.run.init_blocks)
     student = compile_model(student, config.run.backend).to(device)
     pairs = layer_map(student_config.depth, teacher.num_layers, cfg.ignore_layers)
     with processes.main_process_first():
@@ -400,7 +460,8 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
                  loaded["initialised"])
     else:
         loaded = {"carried_over": [], "initialised": sorted(student.state_dict()),
-                  "from_teacher": _init_embeddings(student, teacher, config.run.init_embeddings)}
+                  "from_teacher": _init_embeddings(student, teacher, config.run.init_embeddings)
+                  + _init_blocks(student, teacher, config.run.init_blocks)}
     rate_weights = (synapses_per_population(student)  # from the graph, before compiling
                     if cfg.w_rate and cfg.rate_weighting == "synapses" else None)
     student = compile_model(student, config.run.backend).to(device)
