@@ -51,7 +51,7 @@ from neurolang.distill.losses import (
 from neurolang.metrics import compute_metrics, selection_metrics
 from neurolang.models import SpikingClassifier, build_model
 from neurolang.outputs import write_text_atomic
-from neurolang.primitives import Linear
+from neurolang.primitives import Linear, Norm
 from neurolang.progress import progress
 from neurolang.seeding import seed_everything
 from neurolang.teachers import Teacher, load_teacher, subset_rows
@@ -165,8 +165,7 @@ def _init_blocks(student: SpikingClassifier, teacher: Teacher, mode: str) -> lis
     """
     if mode != "teacher":
         return []
-    layers = getattr(getattr(getattr(teacher.model, "base_model", teacher.model), "encoder",
-                             None), "layer", None)
+    layers = teacher.layers
     if layers is None:
         log.warning("the teacher %s has no encoder.layer list: blocks not initialised from it",
                     teacher.source)
@@ -176,8 +175,8 @@ def _init_blocks(student: SpikingClassifier, teacher: Teacher, mode: str) -> lis
         for i, k in layer_map(student.config.depth, teacher.num_layers):
             for name, module in student.blocks[i].named_modules():
                 role = name.removesuffix(".linear")
-                if role not in TEACHER_MODULES or not (
-                        isinstance(module, Linear) or getattr(module, "kind", "") == "layer"):
+                if role not in TEACHER_MODULES or not (isinstance(module, Linear) or (
+                        isinstance(module, Norm) and module.kind == "layer")):
                     continue
                 try:
                     source = layers[k - 1].get_submodule(TEACHER_MODULES[role])
@@ -191,6 +190,13 @@ def _init_blocks(student: SpikingClassifier, teacher: Teacher, mode: str) -> lis
                     module.bias.copy_(source.bias)
                 copied.append(f"blocks.{i}.{name}")
     return copied
+
+
+def _init_from_teacher(student: SpikingClassifier, teacher: Teacher, run) -> list[str]:
+    """What ``[run]`` copies from the teacher into a new student (``init_embeddings``,
+    ``init_blocks``); returns the names copied."""
+    return (_init_embeddings(student, teacher, run.init_embeddings)
+            + _init_blocks(student, teacher, run.init_blocks))
 
 
 def task_text_source(config: TrainConfig):
@@ -358,8 +364,7 @@ def predistill(config: TrainConfig, output: Path, *, resume: bool = False) -> di
                         cache_dir=output.parent / ".cache")
     student_config = _student_config(config, teacher, _task_classes(config, task))
     student = build_model(student_config)
-    copied = _init_embeddings(student, teacher, config.run.init_embeddings)
-    copied += _init_blocks(student, teacher, config.run.init_blocks)
+    copied = _init_from_teacher(student, teacher, config.run)
     student = compile_model(student, config.run.backend).to(device)
     pairs = layer_map(student_config.depth, teacher.num_layers, cfg.ignore_layers)
     with processes.main_process_first():
@@ -460,8 +465,7 @@ def distill(config: TrainConfig, output: Path, teacher_dir: str, *, stage1: Path
                  loaded["initialised"])
     else:
         loaded = {"carried_over": [], "initialised": sorted(student.state_dict()),
-                  "from_teacher": _init_embeddings(student, teacher, config.run.init_embeddings)
-                  + _init_blocks(student, teacher, config.run.init_blocks)}
+                  "from_teacher": _init_from_teacher(student, teacher, config.run)}
     rate_weights = (synapses_per_population(student)  # from the graph, before compiling
                     if cfg.w_rate and cfg.rate_weighting == "synapses" else None)
     student = compile_model(student, config.run.backend).to(device)

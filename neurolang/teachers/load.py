@@ -186,6 +186,13 @@ class Teacher(nn.Module):
         return getattr(base, "embeddings", None)
 
     @property
+    def layers(self) -> nn.ModuleList | None:
+        """The encoder's layers (``bert.encoder.layer``, ``roberta.encoder.layer``, ...), found
+        through ``base_model`` like :attr:`embeddings_module`; ``None`` if it has no such list."""
+        base = getattr(self.model, "base_model", self.model)
+        return getattr(getattr(base, "encoder", None), "layer", None)
+
+    @property
     def position_embeddings(self) -> torch.Tensor | None:
         """The learned absolute position-embedding matrix, or ``None`` (e.g. rotary models)."""
         module = getattr(self.embeddings_module, "position_embeddings", None)
